@@ -1,0 +1,270 @@
+// The sender's compressor pool: Workers turn input chunks into finished wire records (header +
+// RAW or LZ4 body) in a SharedArrayBuffer, handed back to the main thread in submission order.
+//
+// Per-chunk traffic is Atomics only: the main thread queues a slot and bumps a counter, a worker
+// claims it with compareExchange, writes the record, marks the slot DONE and signals the eventfd
+// the main thread polls. postMessage is used for start-up and errors only, because the main
+// thread sits in poll() and may not turn its event loop for a long time.
+import { addressOf } from "../ffi/libc";
+import { lz4Bound } from "../ffi/lz4";
+import { L2Error } from "./errors";
+import { RECORD_HEADER, KIND_RAW, OFF_ENC_LEN, OFF_KIND, OFF_RAW_LEN } from "./record";
+
+// Slot states (Int32 per slot).
+export const SLOT_FREE = 0;
+export const SLOT_FILLING = 1; // handed out by acquireInput, main thread only
+export const SLOT_QUEUED = 2;
+export const SLOT_DONE = 3;
+export const SLOT_TAKEN = 4; // returned by nextDone, awaiting release
+
+// Control words (Int32 indices). Counters run modulo `wrap`, a multiple of 16 * slots, so
+// they never overflow and `seq % 16` stays meaningful for probing.
+export const CTL_SUBMITTED = 0;
+export const CTL_CLAIMED = 1;
+export const CTL_STOP = 2;
+export const CTL_STREAK = 3; // incompressible chunks in a row, shared by all workers
+export const CTL_WORDS = 8;
+
+/** After this many incompressible chunks in a row, stop calling lz4 ... */
+export const SKIP_AFTER = 8;
+/** ... except on every PROBE_EVERY-th chunk, which tries again. */
+export const PROBE_EVERY = 16;
+
+/** Where everything lives in the shared buffer; computed once on the main thread, sent to workers. */
+export interface PoolLayout {
+  slots: number;
+  chunkSize: number;
+  wrap: number;
+  queue: number; // Int32 index: slots entries, slot numbers in submission order
+  state: number; // Int32 index: slots entries
+  rawLen: number; // Int32 index: slots entries
+  recLen: number; // Int32 index: slots entries, record bytes (header + body)
+  recKind: number; // Int32 index: slots entries, 0 = record in the input slot (RAW), 1 = output slot
+  skipped: number; // Int32 index: slots entries, 1 = lz4 not tried
+  busy: number; // Float64 index: one per worker, busy milliseconds
+  inBase: number; // byte offset of input slot 0 (its record header sits 16 bytes before the data)
+  inStride: number;
+  outBase: number; // byte offset of output slot 0 (header + LZ4 body)
+  outStride: number;
+  bytes: number;
+}
+
+const align = (n: number, a: number) => Math.ceil(n / a) * a;
+
+export function poolLayout(chunkSize: number, slots: number, workers: number): PoolLayout {
+  const wrap = Math.floor(2 ** 30 / (slots * PROBE_EVERY)) * slots * PROBE_EVERY;
+  let i = CTL_WORDS;
+  const queue = i; i += slots;
+  const state = i; i += slots;
+  const rawLen = i; i += slots;
+  const recLen = i; i += slots;
+  const recKind = i; i += slots;
+  const skipped = i; i += slots;
+  const busyByte = align(i * 4, 8);
+  const busy = busyByte / 8;
+  // A RAW record is the header written in front of the input data, so RAW needs no copy.
+  const inBase = align(busyByte + workers * 8, 64) + 64; // data 64-aligned, header just before it
+  const inStride = align(RECORD_HEADER + chunkSize, 64);
+  const outBase = align(inBase + slots * inStride, 64);
+  const outStride = align(RECORD_HEADER + lz4Bound(chunkSize), 64);
+  const bytes = outBase + slots * outStride;
+  return { slots, chunkSize, wrap, queue, state, rawLen, recLen, recKind, skipped, busy, inBase, inStride, outBase, outStride, bytes };
+}
+
+export interface PoolStats {
+  chunks: number;
+  rawChunks: number;
+  skippedChunks: number;
+  rawBytes: number;
+  encodedBytes: number;
+  busyMs: number;
+}
+
+export class CompressPool {
+  private readonly ctl: Int32Array;
+  private readonly busy: Float64Array;
+  private readonly u8: Uint8Array;
+  private readonly dv: DataView;
+  private readonly base: number;
+  private readonly free: Int32Array;
+  private freeCount: number;
+  // Submitted, not yet returned by nextDone: slots in stream order (a ring of `slots` entries).
+  private readonly fifo: Int32Array;
+  private fifoHead = 0;
+  private fifoLen = 0;
+  private submitted = 0;
+  private closed = false;
+  private failure: string | null = null;
+  private readonly st: PoolStats = { chunks: 0, rawChunks: 0, skippedChunks: 0, rawBytes: 0, encodedBytes: 0, busyMs: 0 };
+
+  private constructor(
+    private readonly sab: SharedArrayBuffer,
+    private readonly L: PoolLayout,
+    private readonly workers: Worker[],
+  ) {
+    this.ctl = new Int32Array(sab);
+    this.busy = new Float64Array(sab);
+    this.u8 = new Uint8Array(sab);
+    this.dv = new DataView(sab);
+    this.base = addressOf(this.u8);
+    this.free = new Int32Array(L.slots);
+    for (let s = 0; s < L.slots; s++) this.free[s] = L.slots - 1 - s;
+    this.freeCount = L.slots;
+    this.fifo = new Int32Array(L.slots);
+  }
+
+  static async create(opts: { workers: number; chunkSize: number; slots: number; wakeFd: number }): Promise<CompressPool> {
+    const { workers: n, chunkSize, slots, wakeFd } = opts;
+    if (!(n >= 1) || !(chunkSize >= 1) || chunkSize > 0x7fff_0000 || !(slots >= 1)) {
+      throw new L2Error(`CompressPool: bad options workers=${n} chunkSize=${chunkSize} slots=${slots}`);
+    }
+    const L = poolLayout(chunkSize, slots, n);
+    const sab = new SharedArrayBuffer(L.bytes);
+    const workers: Worker[] = [];
+    try {
+      // One at a time: concurrent first dlopen() in fresh Workers can crash Bun (oven-sh/bun#40972).
+      for (let i = 0; i < n; i++) {
+        const w = new Worker(new URL("./workers/compressor.ts", import.meta.url).href);
+        workers.push(w);
+        await startWorker(w, { sab, layout: L, wakeFd, index: i });
+      }
+    } catch (e) {
+      stopWorkers(new Int32Array(sab), workers);
+      throw e;
+    }
+    const pool = new CompressPool(sab, L, workers);
+    for (const w of workers) {
+      w.addEventListener("error", (ev) => {
+        pool.failure ??= `compressor worker failed: ${(ev as ErrorEvent).message}`;
+      });
+      // Idle workers must not keep the process alive if close() is forgotten.
+      w.unref();
+    }
+    return pool;
+  }
+
+  /** A free slot (now owned by the caller until submit), or -1. */
+  acquireInput(): number {
+    if (this.freeCount === 0) return -1;
+    const slot = this.free[--this.freeCount]!;
+    this.ctl[this.L.state + slot] = SLOT_FILLING;
+    return slot;
+  }
+
+  /** Where main reads input for this slot: chunkSize bytes. */
+  inputView(slot: number): Uint8Array {
+    const off = this.L.inBase + slot * this.L.inStride;
+    return this.u8.subarray(off, off + this.L.chunkSize);
+  }
+
+  inputPtr(slot: number): number {
+    return this.base + this.L.inBase + slot * this.L.inStride;
+  }
+
+  /** Queues the slot's first rawLen bytes; submission order is stream order. */
+  submit(slot: number, rawLen: number): void {
+    const L = this.L;
+    if (this.ctl[L.state + slot] !== SLOT_FILLING) throw new L2Error(`CompressPool.submit: slot ${slot} was not acquired`);
+    if (!(rawLen >= 0 && rawLen <= L.chunkSize)) throw new L2Error(`CompressPool.submit: rawLen ${rawLen} out of range`);
+    this.ctl[L.rawLen + slot] = rawLen;
+    Atomics.store(this.ctl, L.state + slot, SLOT_QUEUED);
+    const seq = this.submitted;
+    Atomics.store(this.ctl, L.queue + (seq % L.slots), slot);
+    this.submitted = (seq + 1) % L.wrap;
+    Atomics.store(this.ctl, CTL_SUBMITTED, this.submitted);
+    Atomics.notify(this.ctl, CTL_SUBMITTED, 1);
+    this.fifo[(this.fifoHead + this.fifoLen) % L.slots] = slot;
+    this.fifoLen++;
+  }
+
+  /** The slot of the oldest submitted chunk once its record is ready (each slot is returned once), else -1. */
+  nextDone(): number {
+    if (this.failure !== null) throw new L2Error(this.failure);
+    if (this.fifoLen === 0) return -1;
+    const L = this.L;
+    const slot = this.fifo[this.fifoHead]!;
+    if (Atomics.load(this.ctl, L.state + slot) !== SLOT_DONE) return -1;
+    this.fifoHead = (this.fifoHead + 1) % L.slots;
+    this.fifoLen--;
+    this.ctl[L.state + slot] = SLOT_TAKEN;
+    const off = this.recordOffset(slot);
+    const st = this.st;
+    st.chunks++;
+    st.rawBytes += this.dv.getUint32(off + OFF_RAW_LEN, false);
+    st.encodedBytes += this.dv.getUint32(off + OFF_ENC_LEN, false);
+    if (this.u8[off + OFF_KIND] === KIND_RAW) st.rawChunks++;
+    st.skippedChunks += this.ctl[L.skipped + slot]!;
+    return slot;
+  }
+
+  private recordOffset(slot: number): number {
+    const L = this.L;
+    return this.ctl[L.recKind + slot] === 0
+      ? L.inBase + slot * L.inStride - RECORD_HEADER
+      : L.outBase + slot * L.outStride;
+  }
+
+  /** The finished record (header + body) of a slot returned by nextDone. */
+  recordView(slot: number): Uint8Array {
+    const off = this.recordOffset(slot);
+    return this.u8.subarray(off, off + this.ctl[this.L.recLen + slot]!);
+  }
+
+  recordPtr(slot: number): number {
+    return this.base + this.recordOffset(slot);
+  }
+
+  recordLength(slot: number): number {
+    return this.ctl[this.L.recLen + slot]!;
+  }
+
+  /** The record has been consumed: the slot is free again. */
+  release(slot: number): void {
+    if (this.ctl[this.L.state + slot] !== SLOT_TAKEN) throw new L2Error(`CompressPool.release: slot ${slot} is not a finished record`);
+    this.ctl[this.L.state + slot] = SLOT_FREE;
+    this.free[this.freeCount++] = slot;
+  }
+
+  /** Totals over the records returned by nextDone so far; busyMs is summed over all workers. */
+  stats(): PoolStats {
+    let busy = 0;
+    for (let i = 0; i < this.workers.length; i++) busy += this.busy[this.L.busy + i]!;
+    return { ...this.st, busyMs: busy };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    stopWorkers(this.ctl, this.workers);
+  }
+}
+
+interface WorkerInit {
+  sab: SharedArrayBuffer;
+  layout: PoolLayout;
+  wakeFd: number;
+  index: number;
+}
+
+function startWorker(w: Worker, init: WorkerInit): Promise<void> {
+  return new Promise((resolve, reject) => {
+    w.onmessage = (ev: MessageEvent) => {
+      const m = ev.data as { type: string; message?: string; exitCode?: number };
+      w.onmessage = null;
+      if (m.type === "ready") resolve();
+      else reject(new L2Error(m.message ?? "compressor worker failed to start", m.exitCode));
+    };
+    w.onerror = (ev) => {
+      w.onerror = null;
+      reject(new L2Error(`compressor worker failed to start: ${ev.message}`));
+    };
+    w.postMessage(init);
+  });
+}
+
+function stopWorkers(ctl: Int32Array, workers: Worker[]): void {
+  // Workers leave their wait loop on STOP and exit by themselves; terminate() is the backstop.
+  Atomics.store(ctl, CTL_STOP, 1);
+  Atomics.notify(ctl, CTL_SUBMITTED);
+  for (const w of workers) w.terminate();
+}

@@ -1,0 +1,351 @@
+// The receiving end of the protocol, with no I/O and no clock of its own: the shell feeds it
+// time and the frames that passed the codec's checks; it decides which data to keep, when
+// to acknowledge on which link, and when the run is over.
+
+import { RangeSet } from "./range-set";
+import { expandPn, type Timing } from "./timing";
+import { MAX_ACK_RANGES } from "../wire";
+import { EXIT_TRANSFER } from "../errors";
+
+export const enum RxPhase {
+  Listen = 0,
+  Transfer = 1,
+  /** Everything written and verified; repeating DONE until the sender confirms. */
+  Finishing = 2,
+  Done = 3,
+  Failed = 4,
+}
+
+export const enum Accept {
+  /** Out of window, or bookkeeping full: dropped and not acknowledged, so it will be sent again. */
+  Drop = 0,
+  /** New bytes: the shell copies the payload into the ring. */
+  Store = 1,
+  /** Already had it: acknowledged, nothing to copy. */
+  Duplicate = 2,
+}
+
+/** How many ack-eliciting frames may arrive before an ACK goes out at once. */
+const ACK_EVERY = 16;
+const STREAM_RANGES = 4096;
+
+export interface ReceiverConfig {
+  deviceCount: number;
+  ringSize: number;
+  timing: Timing;
+  now: number;
+}
+
+export class ReceiverLink {
+  /** Sender's index for this link, -1 until its HELLO arrives. */
+  senderLink = -1;
+  peerMac = new Uint8Array(6);
+  peerMtu = 0;
+  readonly pns = new RangeSet(MAX_ACK_RANGES);
+  largestPn = -1;
+  largestPnTime = 0;
+  pending = 0;
+  firstPendingTime = 0;
+  ackNow = false;
+  lastHeard = -Infinity;
+  lastSent = -Infinity;
+  lastDone = -Infinity;
+  pnNext = 0;
+  // Statistics
+  framesReceived = 0;
+  bytesReceived = 0;
+  duplicates = 0;
+  dropped = 0;
+  acksSent = 0;
+
+  constructor(readonly device: number) {}
+}
+
+export class ReceiverCore {
+  readonly links: ReceiverLink[] = [];
+  phase = RxPhase.Listen;
+  session = 0;
+  failure: string | null = null;
+  exitCode = 0;
+  compressed = false;
+  senderLinkCount = 0;
+
+  /** Stream bytes [0, cum) are in the ring. */
+  cum = 0;
+  /** Stream bytes below this have been written out; ring space below it is free. */
+  consumed = 0;
+  private advertised = 0;
+  /** After onData returned Store: copy the payload from this stream offset on. */
+  storeFrom = 0;
+  private readonly above = new RangeSet(STREAM_RANGES);
+  private finishedAt = 0;
+  doneTotal = 0;
+  doneCrc = 0;
+  private lastHeardAny = -Infinity;
+
+  constructor(private readonly cfg: ReceiverConfig) {
+    for (let i = 0; i < cfg.deviceCount; i++) this.links.push(new ReceiverLink(i));
+  }
+
+  limit(): number {
+    return this.consumed + this.cfg.ringSize;
+  }
+
+  // ---- inputs --------------------------------------------------------------------------
+
+  /**
+   * A HELLO on a device. The first one chooses the session; later ones join further links of
+   * it. Returns true when a HELLO_ACK should answer it.
+   */
+  onHello(
+    device: number,
+    now: number,
+    session: number,
+    senderLink: number,
+    senderLinks: number,
+    peerMtu: number,
+    features: number,
+    src: Uint8Array,
+    srcOffset: number,
+  ): boolean {
+    if (this.phase >= RxPhase.Finishing) return false;
+    if (this.phase === RxPhase.Listen) {
+      this.session = session;
+      this.senderLinkCount = senderLinks;
+      this.compressed = (features & 1) !== 0;
+      this.phase = RxPhase.Transfer;
+    } else if (session !== this.session) return false;
+    const l = this.links[device];
+    // A link is pinned to one sender link and one MAC for the whole run.
+    for (const o of this.links) if (o !== l && o.senderLink === senderLink) return false;
+    if (l.senderLink === -1) {
+      l.senderLink = senderLink;
+      for (let i = 0; i < 6; i++) l.peerMac[i] = src[srcOffset + i];
+      l.peerMtu = peerMtu;
+    } else if (l.senderLink !== senderLink || !this.sameMac(l, src, srcOffset)) return false;
+    this.heard(l, now);
+    return true;
+  }
+
+  /** The sender's reply to a HELLO_ACK from another receiver: go back to listening if nothing started. */
+  onReject(device: number): void {
+    const l = this.links[device];
+    if (this.phase !== RxPhase.Transfer || this.cum > 0 || this.above.count > 0) return;
+    l.senderLink = -1;
+    if (this.links.every((o) => o.senderLink === -1)) {
+      this.phase = RxPhase.Listen;
+      this.session = 0;
+    }
+  }
+
+  /** Checks a frame's session, link and source against what this run is pinned to. */
+  authentic(device: number, session: number, senderLink: number, src: Uint8Array, srcOffset: number): boolean {
+    if (this.phase === RxPhase.Listen || session !== this.session) return false;
+    const l = this.links[device];
+    return l.senderLink === senderLink && this.sameMac(l, src, srcOffset);
+  }
+
+  /** Any authentic frame on a device. */
+  heard(l: ReceiverLink, now: number): void {
+    l.lastHeard = now;
+    if (now > this.lastHeardAny) this.lastHeardAny = now;
+  }
+
+  /** A DATA frame (authentic). Decides whether its payload goes into the ring. */
+  onData(device: number, now: number, wirePn: number, offset: number, len: number): Accept {
+    const l = this.links[device];
+    this.heard(l, now);
+    const end = offset + len;
+    if (end > this.limit() || len <= 0) {
+      l.dropped++;
+      return Accept.Drop;
+    }
+    let result: Accept;
+    if (end <= this.cum || this.above.contains(offset, end)) {
+      result = Accept.Duplicate;
+      l.duplicates++;
+    } else {
+      // Bytes below the contiguous end are in the ring already (or written out and their
+      // space reused): only the rest may be copied.
+      this.storeFrom = Math.max(offset, this.cum);
+      if (offset <= this.cum) {
+        this.cum = end;
+        this.absorb();
+      } else if (!this.above.add(offset, end)) {
+        l.dropped++;
+        return Accept.Drop;
+      }
+      result = Accept.Store;
+      l.framesReceived++;
+      l.bytesReceived += len;
+    }
+    this.notePacket(l, now, wirePn);
+    return result;
+  }
+
+  /** A PING (authentic): acknowledged like data. */
+  onPing(device: number, now: number, wirePn: number): void {
+    const l = this.links[device];
+    this.heard(l, now);
+    this.notePacket(l, now, wirePn);
+    l.ackNow = true;
+  }
+
+  /** The output stage wrote and released stream bytes below `offset`. */
+  setConsumed(offset: number): void {
+    if (offset > this.consumed) this.consumed = offset;
+  }
+
+  /** The output stage verified the END record and wrote everything. */
+  finished(now: number, total: number, crc: number): void {
+    if (this.phase !== RxPhase.Transfer) return;
+    this.phase = RxPhase.Finishing;
+    this.finishedAt = now;
+    this.doneTotal = total;
+    this.doneCrc = crc;
+  }
+
+  onDoneAck(): void {
+    if (this.phase === RxPhase.Finishing) this.phase = RxPhase.Done;
+  }
+
+  onAbort(reason: string): void {
+    if (this.phase === RxPhase.Done || this.phase === RxPhase.Failed) return;
+    // A sender that aborts after we verified everything cannot take the data back.
+    if (this.phase === RxPhase.Finishing) {
+      this.phase = RxPhase.Done;
+      return;
+    }
+    this.fail(`sender aborted: ${reason}`, EXIT_TRANSFER);
+  }
+
+  fail(reason: string, exitCode: number): void {
+    if (this.phase === RxPhase.Failed || this.phase === RxPhase.Done) return;
+    this.phase = RxPhase.Failed;
+    this.failure = reason;
+    this.exitCode = exitCode;
+  }
+
+  // ---- time ----------------------------------------------------------------------------
+
+  tick(now: number, deviceName: (device: number) => string): void {
+    if (this.phase === RxPhase.Listen) {
+      const waitMs = this.cfg.timing.waitMs;
+      if (waitMs > 0 && now - this.cfg.now > waitMs) {
+        const names = this.links.map((l) => deviceName(l.device)).join(", ");
+        this.fail(`no sender appeared on ${names} within ${(waitMs / 1000).toFixed(0)} s`, 4);
+      }
+      return;
+    }
+    if (this.phase === RxPhase.Finishing) {
+      if (now - this.finishedAt > this.cfg.timing.lingerMs) this.phase = RxPhase.Done;
+      return;
+    }
+    if (this.phase !== RxPhase.Transfer) return;
+    if (now - this.lastHeardAny > this.cfg.timing.peerTimeoutMs) {
+      const names = this.links.filter((l) => l.senderLink >= 0).map((l) => deviceName(l.device));
+      this.fail(
+        `sender lost: nothing heard on ${names.join(", ")} for ${(this.cfg.timing.peerTimeoutMs / 1000).toFixed(1)} s`,
+        EXIT_TRANSFER,
+      );
+    }
+  }
+
+  nextTimeout(now: number): number {
+    let t = now + this.cfg.timing.keepaliveMs;
+    for (const l of this.links) {
+      if (l.senderLink < 0) continue;
+      if (l.pending > 0) t = Math.min(t, l.firstPendingTime + this.cfg.timing.maxAckDelayMs);
+      t = Math.min(t, l.lastSent + this.cfg.timing.keepaliveMs);
+    }
+    return Math.max(t, now);
+  }
+
+  // ---- outputs -------------------------------------------------------------------------
+
+  /** Should an ACK go out on this device now? */
+  ackDue(device: number, now: number): boolean {
+    const l = this.links[device];
+    if (l.senderLink < 0 || (this.phase !== RxPhase.Transfer && this.phase !== RxPhase.Finishing)) return false;
+    if (l.ackNow || l.pending >= ACK_EVERY) return true;
+    if (l.pending > 0 && now - l.firstPendingTime >= this.cfg.timing.maxAckDelayMs) return true;
+    if (now - l.lastSent >= this.cfg.timing.keepaliveMs) return true;
+    // A window that opened a lot is worth telling at once: the sender may be waiting for it.
+    return this.limit() - this.advertised >= this.cfg.ringSize / 4;
+  }
+
+  /** DONE due on this device (every keepalive period while finishing)? */
+  doneDue(device: number, now: number): boolean {
+    const l = this.links[device];
+    if (this.phase !== RxPhase.Finishing || l.senderLink < 0) return false;
+    if (now - l.lastDone < this.cfg.timing.keepaliveMs / 2) return false;
+    l.lastDone = now;
+    l.lastSent = now;
+    return true;
+  }
+
+  /**
+   * Fills in an ACK for this device: the shell passes a writer for (high, low) pairs.
+   * Returns the number of ranges written. Marks the acknowledgement as sent.
+   */
+  buildAck(device: number, now: number, writeRange: (i: number, high: number, low: number) => void): number {
+    const l = this.links[device];
+    const ranges = l.pns;
+    let n = 0;
+    for (let i = ranges.count - 1; i >= 0 && n < MAX_ACK_RANGES; i--) {
+      writeRange(n++, (ranges.end(i) - 1) % 0x1_0000_0000, ranges.start(i) % 0x1_0000_0000);
+    }
+    l.pending = 0;
+    l.ackNow = false;
+    l.lastSent = now;
+    l.acksSent++;
+    this.advertised = this.limit();
+    return n;
+  }
+
+  ackDelayUs(device: number, now: number): number {
+    const l = this.links[device];
+    return l.largestPn < 0 ? 0 : Math.max(0, Math.round((now - l.largestPnTime) * 1000));
+  }
+
+  // ---- internals -----------------------------------------------------------------------
+
+  private absorb(): void {
+    // Pull in ranges that the new contiguous end reaches.
+    while (this.above.count > 0 && this.above.start(0) <= this.cum) {
+      if (this.above.end(0) > this.cum) this.cum = this.above.end(0);
+      this.above.dropFirst();
+    }
+  }
+
+  private notePacket(l: ReceiverLink, now: number, wirePn: number): void {
+    const pn = expandPn(wirePn, l.largestPn < 0 ? 0 : l.largestPn);
+    if (pn > l.largestPn) {
+      // A gap means loss or reordering on this link: tell the sender soon.
+      if (l.largestPn >= 0 && pn > l.largestPn + 1) l.ackNow = true;
+      l.largestPn = pn;
+      l.largestPnTime = now;
+    } else {
+      l.ackNow = true;
+    }
+    // Old history falls off the bottom; the sender has long decided about those.
+    if (!l.pns.add(pn, pn + 1)) {
+      l.pns.dropFirst();
+      l.pns.add(pn, pn + 1);
+    }
+    if (l.pending === 0) l.firstPendingTime = now;
+    l.pending++;
+  }
+
+  private sameMac(l: ReceiverLink, src: Uint8Array, off: number): boolean {
+    const m = l.peerMac;
+    return (
+      m[0] === src[off] &&
+      m[1] === src[off + 1] &&
+      m[2] === src[off + 2] &&
+      m[3] === src[off + 3] &&
+      m[4] === src[off + 4] &&
+      m[5] === src[off + 5]
+    );
+  }
+}

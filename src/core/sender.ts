@@ -1,0 +1,571 @@
+// The sending end of the protocol, with no I/O and no clock of its own: the shell feeds it
+// time, acknowledgements and how much of the wire stream is ready; it answers with which
+// frames to send on which link. Loss recovery follows RFC 9002: packet numbers per link,
+// packet and time thresholds, probe timeouts, a NewReno window per link.
+
+import { RangeSet } from "./range-set";
+import { expandPn, type Timing } from "./timing";
+import { EXIT_NO_PEER, EXIT_TRANSFER } from "../errors";
+
+export const enum LinkState {
+  Probing = 0,
+  Up = 1,
+  Down = 2,
+}
+
+export const enum Phase {
+  Discover = 0,
+  Transfer = 1,
+  /** Everything acknowledged; waiting for the receiver's DONE. */
+  Finishing = 2,
+  Done = 3,
+  Failed = 4,
+}
+
+const enum Sent {
+  Free = 0,
+  InFlight = 1,
+  Acked = 2,
+  Lost = 3,
+}
+
+const PACKET_THRESHOLD = 3;
+const TIME_THRESHOLD = 9 / 8;
+const GRANULARITY_MS = 1;
+const INITIAL_RTT_MS = 5;
+/** Packet-number history per link; bounds the frames one link may have in flight. */
+const SENT_CAPACITY = 1 << 15;
+const RETX_CAPACITY = 1 << 16;
+
+export interface SenderConfig {
+  linkCount: number;
+  /** Own MTU per link; the usable size is the smaller of both ends'. */
+  mtus: number[];
+  /** -a weights; null for pull scheduling (each link takes what it has room for). */
+  weights: number[] | null;
+  ringSize: number;
+  maxCwnd: number;
+  timing: Timing;
+  now: number;
+}
+
+export class SenderLink {
+  state = LinkState.Probing;
+  payloadMax: number;
+  peerMtu = 0;
+  pnNext = 0;
+  oldestPn = 0;
+  largestAcked = -1;
+  bytesInFlight = 0;
+  packetsInFlight = 0;
+  cwnd: number;
+  ssthresh = Infinity;
+  recoveryStart = -Infinity;
+  srtt = INITIAL_RTT_MS;
+  rttvar = INITIAL_RTT_MS / 2;
+  minRtt = Infinity;
+  hasRtt = false;
+  ptoCount = 0;
+  lastHeard = -Infinity;
+  lastSent = -Infinity;
+  lastAckEliciting = -Infinity;
+  nextHello = 0;
+  pingDue = false;
+  /** New stream bytes given to this link, for weighted scheduling. */
+  assigned = 0;
+  downSince = -Infinity;
+  // Statistics
+  framesSent = 0;
+  bytesSent = 0;
+  framesRetransmitted = 0;
+  bytesRetransmitted = 0;
+  framesLost = 0;
+  acksReceived = 0;
+  timesDown = 0;
+
+  readonly sentOffset = new Float64Array(SENT_CAPACITY);
+  readonly sentLen = new Int32Array(SENT_CAPACITY);
+  readonly sentTime = new Float64Array(SENT_CAPACITY);
+  readonly sentState = new Uint8Array(SENT_CAPACITY);
+
+  constructor(
+    readonly index: number,
+    readonly mtu: number,
+    readonly weight: number,
+  ) {
+    this.payloadMax = mtu - 30;
+    this.cwnd = Math.max(64 * this.payloadMax, 1 << 20);
+  }
+
+  pto(): number {
+    return this.srtt + Math.max(4 * this.rttvar, GRANULARITY_MS);
+  }
+}
+
+/** What pollData decided: one DATA frame to send. Reused, never reallocated. */
+export interface DataFrame {
+  pn: number;
+  offset: number;
+  len: number;
+  retransmit: boolean;
+}
+
+export class SenderCore {
+  readonly links: SenderLink[] = [];
+  phase = Phase.Discover;
+  failure: string | null = null;
+  exitCode = 0;
+
+  /** End of the wire-stream bytes the shell has placed in the ring. */
+  appended = 0;
+  nextNew = 0;
+  cumAcked = 0;
+  peerLimit = 0;
+  ended = false;
+  endOffset = Infinity;
+  streamTotal = 0;
+  streamCrc = 0;
+  doneAckDue = 0;
+
+  private readonly retx = new RangeSet(RETX_CAPACITY);
+  private readonly started: number;
+  private firstAnswer = -Infinity;
+  private receiverInstance = -1;
+  readonly tx: DataFrame = { pn: 0, offset: 0, len: 0, retransmit: false };
+
+  constructor(private readonly cfg: SenderConfig) {
+    for (let i = 0; i < cfg.linkCount; i++) {
+      const weight = cfg.weights ? (cfg.weights[i] ?? 1) : 1;
+      this.links.push(new SenderLink(i, cfg.mtus[i], weight));
+    }
+    this.started = cfg.now;
+  }
+
+  // ---- inputs --------------------------------------------------------------------------
+
+  /** A receiver answered on a link. Returns false when it is not the receiver this run talks to. */
+  onHelloAck(link: number, now: number, peerMtu: number, instance: number, window: number): boolean {
+    if (this.phase >= Phase.Done) return false;
+    if (this.receiverInstance === -1) this.receiverInstance = instance;
+    else if (instance !== this.receiverInstance) return false;
+    const l = this.links[link];
+    l.lastHeard = now;
+    if (l.state === LinkState.Probing) {
+      l.peerMtu = peerMtu;
+      l.payloadMax = Math.min(l.mtu, peerMtu) - 30;
+      l.cwnd = Math.max(64 * l.payloadMax, 1 << 20);
+      l.state = LinkState.Up;
+      if (this.firstAnswer === -Infinity) this.firstAnswer = now;
+      // A link joining late starts level with the others so weights stay fair.
+      l.assigned = this.minAssignedShare() * l.weight;
+    }
+    if (this.peerLimit === 0) this.peerLimit = window;
+    return true;
+  }
+
+  /** Any authentic frame from the receiver on this link. */
+  onHeard(link: number, now: number): void {
+    const l = this.links[link];
+    l.lastHeard = now;
+    if (l.state === LinkState.Down) {
+      l.state = LinkState.Up;
+      l.ptoCount = 0;
+      l.cwnd = Math.max(64 * l.payloadMax, 1 << 20);
+      l.ssthresh = Infinity;
+      l.assigned = this.minAssignedShare() * l.weight;
+    }
+  }
+
+  /**
+   * An ACK frame: stream offsets and this link's packet-number ranges, read from `ranges`
+   * as pairs (high, low) of 32-bit packet numbers, highest first.
+   */
+  onAck(
+    link: number,
+    now: number,
+    cum: number,
+    limit: number,
+    ackDelayMs: number,
+    rangeCount: number,
+    rangeAt: (i: number, high: boolean) => number,
+  ): void {
+    const l = this.links[link];
+    l.acksReceived++;
+    if (cum > this.cumAcked) {
+      // Never believe more than was ever sent.
+      this.cumAcked = Math.min(cum, this.nextNew);
+      this.retx.trimBelow(this.cumAcked);
+    }
+    if (limit > this.peerLimit) this.peerLimit = limit;
+    if (rangeCount === 0) return;
+
+    const largest = expandPn(rangeAt(0, true), l.pnNext - 1);
+    if (largest >= l.pnNext) return; // acknowledges something never sent: not trusted
+    let newlyAcked = 0;
+    let largestNewlyAcked = false;
+    for (let r = 0; r < rangeCount; r++) {
+      const hi = Math.min(expandPn(rangeAt(r, true), largest), l.pnNext - 1);
+      const lo = Math.max(expandPn(rangeAt(r, false), largest), l.oldestPn);
+      for (let pn = lo; pn <= hi; pn++) {
+        const slot = pn & (SENT_CAPACITY - 1);
+        const state = l.sentState[slot];
+        if (state === Sent.InFlight) {
+          l.bytesInFlight -= l.sentLen[slot];
+          l.packetsInFlight--;
+          newlyAcked += l.sentLen[slot];
+          if (pn === largest) largestNewlyAcked = true;
+          l.sentState[slot] = Sent.Acked;
+        } else if (state === Sent.Lost) {
+          l.sentState[slot] = Sent.Acked;
+        }
+      }
+    }
+    if (largestNewlyAcked) {
+      const sample = now - l.sentTime[largest & (SENT_CAPACITY - 1)];
+      this.updateRtt(l, sample, ackDelayMs);
+    }
+    if (largest > l.largestAcked) l.largestAcked = largest;
+    if (newlyAcked > 0 || largestNewlyAcked) {
+      l.ptoCount = 0;
+      this.growWindow(l, newlyAcked);
+    }
+    this.detectLosses(l, now);
+    this.advanceOldest(l);
+  }
+
+  /** DONE from the receiver: what it wrote. */
+  onDone(now: number, total: number, crc: number): void {
+    if (this.phase === Phase.Done || this.phase === Phase.Failed) return;
+    // The receiver sends DONE only after it verified the END record, so it may overtake the
+    // last acknowledgements; before END is even queued it can only be stale.
+    if (!this.ended) return;
+    if (total !== this.streamTotal || crc !== this.streamCrc) {
+      this.fail(
+        `receiver wrote ${total} bytes with CRC-32 ${hex(crc)}, but ${this.streamTotal} bytes with CRC-32 ${hex(this.streamCrc)} were sent`,
+        EXIT_TRANSFER,
+      );
+      return;
+    }
+    this.phase = Phase.Done;
+    this.doneAckDue = 2;
+  }
+
+  onAbort(reason: string): void {
+    if (this.phase === Phase.Done || this.phase === Phase.Failed) return;
+    this.fail(`receiver aborted: ${reason}`, EXIT_TRANSFER);
+  }
+
+  /** The shell placed wire-stream bytes up to `end` in the ring. */
+  streamAppended(end: number): void {
+    this.appended = end;
+  }
+
+  /** The END record is in the ring; the stream ends at `end`. */
+  streamEnded(end: number, total: number, crc: number): void {
+    this.appended = end;
+    this.ended = true;
+    this.endOffset = end;
+    this.streamTotal = total;
+    this.streamCrc = crc;
+  }
+
+  /** Ring bytes below this offset are acknowledged and may be overwritten. */
+  ringFreeUpTo(): number {
+    return this.cumAcked;
+  }
+
+  fail(reason: string, exitCode: number): void {
+    if (this.phase === Phase.Failed) return;
+    this.phase = Phase.Failed;
+    this.failure = reason;
+    this.exitCode = exitCode;
+  }
+
+  // ---- time ----------------------------------------------------------------------------
+
+  /** Runs every timer that is due. Cheap enough to call on every loop turn. */
+  tick(now: number, deviceName: (link: number) => string): void {
+    if (this.phase === Phase.Failed || this.phase === Phase.Done) return;
+    let lastHeardAny = -Infinity;
+    let anyUp = false;
+    for (const l of this.links) {
+      if (l.lastHeard > lastHeardAny) lastHeardAny = l.lastHeard;
+      if (l.state === LinkState.Up) {
+        if (now - l.lastHeard > this.cfg.timing.linkDownMs) this.takeDown(l, now);
+        else {
+          anyUp = true;
+          this.onLossTimer(l, now);
+          if (now - l.lastSent >= this.cfg.timing.keepaliveMs) l.pingDue = true;
+        }
+      } else if (l.state === LinkState.Down) {
+        if (now - l.lastSent >= this.cfg.timing.keepaliveMs) l.pingDue = true;
+      }
+    }
+
+    if (this.phase === Phase.Discover) {
+      const waitMs = this.cfg.timing.waitMs;
+      if (this.firstAnswer === -Infinity) {
+        if (waitMs > 0 && now - this.started >= waitMs) {
+          const names = this.links.map((l) => deviceName(l.index)).join(", ");
+          this.fail(
+            `no receiver answered on ${names} within ${(waitMs / 1000).toFixed(0)} s (is 'l2pipe -r' running on the other host?)`,
+            EXIT_NO_PEER,
+          );
+        }
+        return;
+      }
+      const allUp = this.links.every((l) => l.state === LinkState.Up);
+      if (allUp || now - this.firstAnswer >= this.cfg.timing.gatherMs) this.phase = Phase.Transfer;
+      return;
+    }
+
+    if (now - lastHeardAny > this.cfg.timing.peerTimeoutMs) {
+      const names = this.links.filter((l) => l.state !== LinkState.Probing).map((l) => deviceName(l.index));
+      this.fail(
+        `receiver lost: nothing heard on ${names.join(", ")} for ${(this.cfg.timing.peerTimeoutMs / 1000).toFixed(1)} s`,
+        EXIT_TRANSFER,
+      );
+      return;
+    }
+    if (!anyUp) return;
+    if (this.phase === Phase.Transfer && this.ended && this.cumAcked >= this.endOffset) this.phase = Phase.Finishing;
+  }
+
+  /** Absolute time when tick() next has work; the shell sleeps until then at most. */
+  nextTimeout(now: number): number {
+    let t = now + this.cfg.timing.keepaliveMs;
+    if (this.phase === Phase.Discover) return Math.min(t, now + 10);
+    for (const l of this.links) {
+      if (l.state === LinkState.Probing) t = Math.min(t, l.nextHello);
+      if (l.state !== LinkState.Up) continue;
+      t = Math.min(t, l.lastSent + this.cfg.timing.keepaliveMs);
+      if (l.packetsInFlight > 0) t = Math.min(t, this.lossDeadline(l));
+    }
+    return Math.max(t, now);
+  }
+
+  // ---- outputs -------------------------------------------------------------------------
+
+  /** HELLO due on this link now? (Marks it sent.) */
+  helloDue(link: number, now: number): boolean {
+    const l = this.links[link];
+    if (l.state !== LinkState.Probing || this.phase >= Phase.Done) return false;
+    if (now < l.nextHello) return false;
+    // Fast at first, then calmer for links that never answer.
+    const slow = this.phase !== Phase.Discover || now - this.started > 3000;
+    l.nextHello = now + (slow ? 5 : 1) * this.cfg.timing.helloIntervalMs;
+    l.lastSent = now;
+    return true;
+  }
+
+  /** PING due on this link? If so, it takes a packet number and is acknowledged like data. */
+  pingDue(link: number, now: number): boolean {
+    const l = this.links[link];
+    if (!l.pingDue || this.phase === Phase.Discover || this.phase >= Phase.Done) return false;
+    if (l.pnNext - l.oldestPn >= SENT_CAPACITY) return false;
+    l.pingDue = false;
+    this.recordSent(l, now, 0, 0);
+    return true;
+  }
+
+  /** Next DATA frame for this link, in this.tx; false when the link has nothing to send. */
+  pollData(link: number, now: number): boolean {
+    if (this.phase !== Phase.Transfer) return false;
+    const l = this.links[link];
+    if (l.state !== LinkState.Up) return false;
+    if (l.bytesInFlight > 0 && l.bytesInFlight + l.payloadMax > l.cwnd) return false;
+    if (l.pnNext - l.oldestPn >= SENT_CAPACITY) return false;
+
+    const tx = this.tx;
+    // Lost data first, on whichever link has room.
+    while (this.retx.count > 0) {
+      const start = Math.max(this.retx.start(0), this.cumAcked);
+      const end = this.retx.end(0);
+      if (start >= end) {
+        this.retx.dropFirst();
+        continue;
+      }
+      const len = this.frameLength(l, start, end);
+      if (start + len >= end) this.retx.dropFirst();
+      else this.retx.trimBelow(start + len);
+      tx.offset = start;
+      tx.len = len;
+      tx.retransmit = true;
+      tx.pn = this.recordSent(l, now, start, len);
+      l.framesRetransmitted++;
+      l.bytesRetransmitted += len;
+      return true;
+    }
+
+    const limit = Math.min(this.appended, this.peerLimit);
+    if (this.nextNew >= limit) return false;
+    if (this.cfg.weights && !this.withinShare(l)) return false;
+    const len = this.frameLength(l, this.nextNew, limit);
+    tx.offset = this.nextNew;
+    tx.len = len;
+    tx.retransmit = false;
+    tx.pn = this.recordSent(l, now, this.nextNew, len);
+    this.nextNew += len;
+    l.assigned += len;
+    return true;
+  }
+
+  /** Why the links are not sending (for statistics): true when flow control holds them back. */
+  blockedByPeer(): boolean {
+    return this.nextNew >= this.peerLimit && this.appended > this.peerLimit;
+  }
+
+  // ---- internals -----------------------------------------------------------------------
+
+  private frameLength(l: SenderLink, start: number, end: number): number {
+    const ring = this.cfg.ringSize;
+    // A frame never spans the ring's end, so its payload is one contiguous slice.
+    const toRingEnd = ring - (start % ring);
+    return Math.min(end - start, l.payloadMax, toRingEnd);
+  }
+
+  private withinShare(l: SenderLink): boolean {
+    // A link may run ahead of the slowest share by a little, never more: weights hold even when one link could take it all.
+    const share = l.assigned / l.weight;
+    const min = this.minAssignedShare();
+    return share <= min + (256 * 1024) / l.weight;
+  }
+
+  private minAssignedShare(): number {
+    let min = Infinity;
+    for (const o of this.links) if (o.state === LinkState.Up && o.assigned / o.weight < min) min = o.assigned / o.weight;
+    return min === Infinity ? 0 : min;
+  }
+
+  private recordSent(l: SenderLink, now: number, offset: number, len: number): number {
+    const pn = l.pnNext++;
+    const slot = pn & (SENT_CAPACITY - 1);
+    l.sentOffset[slot] = offset;
+    l.sentLen[slot] = len;
+    l.sentTime[slot] = now;
+    l.sentState[slot] = Sent.InFlight;
+    l.bytesInFlight += len;
+    l.packetsInFlight++;
+    l.lastSent = now;
+    l.lastAckEliciting = now;
+    l.framesSent++;
+    l.bytesSent += len;
+    return pn;
+  }
+
+  private updateRtt(l: SenderLink, sample: number, ackDelayMs: number): void {
+    if (sample <= 0) sample = 0.01;
+    if (sample < l.minRtt) l.minRtt = sample;
+    let adjusted = sample;
+    if (sample - ackDelayMs >= l.minRtt) adjusted = sample - ackDelayMs;
+    if (!l.hasRtt) {
+      l.srtt = adjusted;
+      l.rttvar = adjusted / 2;
+      l.hasRtt = true;
+    } else {
+      l.rttvar = 0.75 * l.rttvar + 0.25 * Math.abs(l.srtt - adjusted);
+      l.srtt = 0.875 * l.srtt + 0.125 * adjusted;
+    }
+  }
+
+  private growWindow(l: SenderLink, acked: number): void {
+    if (acked <= 0) return;
+    if (l.cwnd < l.ssthresh) l.cwnd += acked;
+    else l.cwnd += (l.payloadMax * acked) / l.cwnd;
+    if (l.cwnd > this.cfg.maxCwnd) l.cwnd = this.cfg.maxCwnd;
+  }
+
+  private lossDelay(l: SenderLink): number {
+    return Math.max(TIME_THRESHOLD * Math.max(l.srtt, l.hasRtt ? l.srtt : INITIAL_RTT_MS), GRANULARITY_MS);
+  }
+
+  private detectLosses(l: SenderLink, now: number): void {
+    if (l.largestAcked < 0) return;
+    const lossDelay = this.lossDelay(l);
+    let lostNewest = -Infinity;
+    for (let pn = l.oldestPn; pn < l.largestAcked; pn++) {
+      const slot = pn & (SENT_CAPACITY - 1);
+      if (l.sentState[slot] !== Sent.InFlight) continue;
+      if (l.largestAcked - pn >= PACKET_THRESHOLD || l.sentTime[slot] <= now - lossDelay) {
+        this.declareLost(l, slot);
+        if (l.sentTime[slot] > lostNewest) lostNewest = l.sentTime[slot];
+      }
+    }
+    if (lostNewest > l.recoveryStart) this.congestionEvent(l, now);
+  }
+
+  private declareLost(l: SenderLink, slot: number): void {
+    l.sentState[slot] = Sent.Lost;
+    const len = l.sentLen[slot];
+    l.bytesInFlight -= len;
+    l.packetsInFlight--;
+    l.framesLost++;
+    const start = l.sentOffset[slot];
+    if (len > 0 && start + len > this.cumAcked) {
+      if (!this.retx.add(Math.max(start, this.cumAcked), start + len)) {
+        this.fail("internal error: retransmission queue overflow", EXIT_TRANSFER);
+      }
+    }
+  }
+
+  private congestionEvent(l: SenderLink, now: number): void {
+    l.recoveryStart = now;
+    l.ssthresh = Math.max(l.cwnd / 2, 16 * l.payloadMax);
+    l.cwnd = l.ssthresh;
+  }
+
+  private advanceOldest(l: SenderLink): void {
+    while (l.oldestPn < l.pnNext && l.sentState[l.oldestPn & (SENT_CAPACITY - 1)] !== Sent.InFlight) {
+      l.sentState[l.oldestPn & (SENT_CAPACITY - 1)] = Sent.Free;
+      l.oldestPn++;
+    }
+  }
+
+  /** When the oldest packet in flight on this link is due to be declared lost. */
+  private lossDeadline(l: SenderLink): number {
+    const oldest = l.sentTime[l.oldestPn & (SENT_CAPACITY - 1)];
+    const timeLoss = oldest + this.lossDelay(l);
+    const pto = l.lastAckEliciting + l.pto() * 2 ** Math.min(l.ptoCount, 6);
+    return l.largestAcked >= l.oldestPn ? Math.min(timeLoss, pto) : pto;
+  }
+
+  private onLossTimer(l: SenderLink, now: number): void {
+    if (l.packetsInFlight === 0) return;
+    this.advanceOldest(l);
+    if (l.largestAcked >= l.oldestPn) this.detectLosses(l, now);
+    if (l.packetsInFlight === 0) return;
+    const ptoDeadline = l.lastAckEliciting + l.pto() * 2 ** Math.min(l.ptoCount, 6);
+    if (now < ptoDeadline) return;
+    // Probe timeout: nothing acknowledged for too long. Whatever was sent before the last
+    // round trip is presumed lost and goes back to the queue for any link to carry.
+    const cutoff = now - l.pto();
+    for (let pn = l.oldestPn; pn < l.pnNext; pn++) {
+      const slot = pn & (SENT_CAPACITY - 1);
+      if (l.sentState[slot] === Sent.InFlight && l.sentTime[slot] <= cutoff) this.declareLost(l, slot);
+    }
+    l.ptoCount++;
+    l.lastAckEliciting = now;
+    l.pingDue = true;
+    l.cwnd = Math.max(l.cwnd / 2, 16 * l.payloadMax);
+    this.advanceOldest(l);
+  }
+
+  private takeDown(l: SenderLink, now: number): void {
+    l.state = LinkState.Down;
+    l.downSince = now;
+    l.timesDown++;
+    for (let pn = l.oldestPn; pn < l.pnNext; pn++) {
+      const slot = pn & (SENT_CAPACITY - 1);
+      if (l.sentState[slot] === Sent.InFlight) this.declareLost(l, slot);
+    }
+    this.advanceOldest(l);
+  }
+
+  elapsed(now: number): number {
+    return now - this.started;
+  }
+}
+
+export function hex(n: number): string {
+  return (n >>> 0).toString(16).padStart(8, "0");
+}

@@ -1,0 +1,125 @@
+// The wire stream's record layout: one 16-byte big-endian header per chunk, then its body.
+//
+//  0 u8  kind      RAW | LZ4 | END
+//  1 u8  flags     0
+//  2 u16 reserved  0
+//  4 u32 rawLen    original bytes in this chunk (END: 0)
+//  8 u32 encLen    body bytes after the header (END: 8)
+// 12 u32 crc       CRC-32 of the chunk's original bytes (END: of the whole original stream)
+// 16 body          END: u32 totalHi, u32 totalLo = total original stream length
+
+export const RECORD_HEADER = 16;
+
+export const KIND_RAW = 1;
+export const KIND_LZ4 = 2;
+export const KIND_END = 3;
+
+export const OFF_KIND = 0;
+export const OFF_FLAGS = 1;
+export const OFF_RESERVED = 2;
+export const OFF_RAW_LEN = 4;
+export const OFF_ENC_LEN = 8;
+export const OFF_CRC = 12;
+
+export const END_BODY = 8;
+/** Bytes of a complete END record. */
+export const END_RECORD = RECORD_HEADER + END_BODY;
+
+const TWO_32 = 0x1_0000_0000;
+
+/** Writes a chunk header (RAW or LZ4) at `off`. */
+export function writeHeader(dv: DataView, off: number, kind: number, rawLen: number, encLen: number, crc: number): void {
+  dv.setUint32(off, kind << 24, false); // kind, flags = 0, reserved = 0 in one store
+  dv.setUint32(off + OFF_RAW_LEN, rawLen, false);
+  dv.setUint32(off + OFF_ENC_LEN, encLen, false);
+  dv.setUint32(off + OFF_CRC, crc >>> 0, false);
+}
+
+/** Writes a complete END record (header + body, END_RECORD bytes) at `off`. */
+export function writeEnd(dv: DataView, off: number, totalLen: number, streamCrc: number): void {
+  writeHeader(dv, off, KIND_END, 0, END_BODY, streamCrc);
+  dv.setUint32(off + RECORD_HEADER, Math.floor(totalLen / TWO_32), false);
+  dv.setUint32(off + RECORD_HEADER + 4, totalLen >>> 0, false);
+}
+
+export function readKind(dv: DataView, off: number): number {
+  return dv.getUint8(off + OFF_KIND);
+}
+export function readFlags(dv: DataView, off: number): number {
+  return dv.getUint8(off + OFF_FLAGS);
+}
+export function readReserved(dv: DataView, off: number): number {
+  return dv.getUint16(off + OFF_RESERVED, false);
+}
+export function readRawLen(dv: DataView, off: number): number {
+  return dv.getUint32(off + OFF_RAW_LEN, false);
+}
+export function readEncLen(dv: DataView, off: number): number {
+  return dv.getUint32(off + OFF_ENC_LEN, false);
+}
+export function readCrc(dv: DataView, off: number): number {
+  return dv.getUint32(off + OFF_CRC, false);
+}
+/** The total stream length carried in an END record's body (`off` = start of the record). */
+export function readEndTotal(dv: DataView, off: number): number {
+  return dv.getUint32(off + RECORD_HEADER, false) * TWO_32 + dv.getUint32(off + RECORD_HEADER + 4, false);
+}
+
+/** CRC-32 (IEEE); pass the CRC of the preceding bytes as `seed` to continue a stream. */
+export function crc32(bytes: Uint8Array, seed = 0): number {
+  return Bun.hash.crc32(bytes, seed);
+}
+
+// crc32Combine: zlib's GF(2) matrix method. A 32x32 bit matrix (32 u32 columns) maps a CRC to
+// the CRC after appending zero bits. POW[k] is the operator for 2^k zero bytes, built once by
+// repeated squaring, so a combine costs one 32-step matrix-vector product per set bit of lenB
+// (a single one for power-of-two chunk sizes) and allocates nothing.
+const MAX_POW = 53; // lengths up to 2^53 bytes
+let POW: Uint32Array | null = null;
+
+function matTimes(mat: Uint32Array, base: number, vec: number): number {
+  let sum = 0;
+  let i = base;
+  while (vec !== 0) {
+    if (vec & 1) sum ^= mat[i]!;
+    vec >>>= 1;
+    i++;
+  }
+  return sum >>> 0;
+}
+
+function matSquare(dst: Uint32Array, dstBase: number, src: Uint32Array, srcBase: number): void {
+  for (let n = 0; n < 32; n++) dst[dstBase + n] = matTimes(src, srcBase, src[srcBase + n]!);
+}
+
+function powers(): Uint32Array {
+  if (POW) return POW;
+  const pow = new Uint32Array(MAX_POW * 32);
+  const a = new Uint32Array(32);
+  const b = new Uint32Array(32);
+  // Operator for one zero bit: the reflected polynomial, then a shift.
+  a[0] = 0xedb88320;
+  for (let n = 1, row = 1; n < 32; n++, row <<= 1) a[n] = row;
+  matSquare(b, 0, a, 0); // 2 bits
+  matSquare(a, 0, b, 0); // 4 bits
+  matSquare(pow, 0, a, 0); // 8 bits = 1 byte
+  for (let k = 1; k < MAX_POW; k++) matSquare(pow, k * 32, pow, (k - 1) * 32);
+  POW = pow;
+  return pow;
+}
+
+/**
+ * CRC-32 of A followed by B, from crc(A), crc(B) and B's length (0 <= lenB <= 2^53).
+ * Lets the whole-stream CRC be built from per-chunk CRCs without a second pass over the data.
+ */
+export function crc32Combine(crcA: number, crcB: number, lenB: number): number {
+  if (lenB <= 0) return crcA >>> 0;
+  const pow = powers();
+  let crc = crcA >>> 0;
+  let len = lenB;
+  for (let k = 0; len > 0 && k < MAX_POW; k++) {
+    if (len % 2 === 1) crc = matTimes(pow, k * 32, crc);
+    len = Math.floor(len / 2);
+  }
+  return (crc ^ crcB) >>> 0;
+}

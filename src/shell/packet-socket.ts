@@ -1,0 +1,338 @@
+// One AF_PACKET SOCK_RAW socket bound to one device and ethertype 0x88b5, with batched,
+// allocation-free receive (recvmmsg) and send (sendmmsg). Frames include the Ethernet header:
+// the caller writes destination MAC, source MAC and ethertype into each header slot.
+
+import { read, type Pointer } from "bun:ffi";
+import {
+  AF_PACKET, EAFNOSUPPORT, EACCES, EAGAIN, EINTR, ENOBUFS, ENOPROTOOPT, EPERM, IOVEC, MMSGHDR,
+  MSGHDR, MSG_DONTWAIT, PACKET_IGNORE_OUTGOING, PACKET_STATISTICS, SOCKADDR_LL, SOCK_CLOEXEC,
+  SOCK_RAW, SOL_PACKET, SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE, SO_SNDBUF, SO_SNDBUFFORCE,
+  TPACKET_STATS, addressOf, asPtr, describeErrno, errno, libc, type LibcSymbols,
+} from "../../ffi/libc";
+import { L2Error, systemError } from "../errors";
+import type { Device } from "./device";
+
+export const ETHERTYPE_L2PIPE = 0x88b5;
+/** Bytes reserved per outgoing frame header (Ethernet header + protocol header). */
+export const TX_HEADER_SLOT = 512;
+
+const PAGE = 4096;
+// Receive slots start 64 bytes past a page boundary: page-aligned destinations made the kernel's
+// copy markedly slower and the receiver dropped frames (platform notes).
+const RX_SLOT_SKEW = 64;
+
+export interface PacketSocketOptions {
+  /** frames per recvmmsg/sendmmsg call */
+  batch: number;
+  /** largest frame received, Ethernet header included (MTU + 14) */
+  maxFrame: number;
+  /** socket buffer sizes in bytes (forced past net.core.*mem_max when CAP_NET_ADMIN allows) */
+  rcvBuf: number;
+  sndBuf: number;
+}
+
+export class PacketSocket {
+  readonly fd: number;
+  readonly dev: Device;
+  readonly batch: number;
+  readonly maxFrame: number;
+
+  /** All receive slots; frame i occupies rx[rxOffset(i) .. rxOffset(i) + rxLength(i)). */
+  readonly rx: Uint8Array;
+  readonly rxView: DataView;
+  /** All transmit header slots, TX_HEADER_SLOT bytes each. */
+  readonly txHeaders: Uint8Array;
+  readonly txView: DataView;
+
+  private readonly l: LibcSymbols;
+  private readonly errnoAddr: number;
+  private closed = false;
+  private lastErr = 0;
+
+  // receive side
+  private readonly rxBase: number; // offset of slot 0 in rx
+  private readonly rxStride: number;
+  private readonly rxMsgs: Uint8Array; // mmsghdr[batch] then iovec[batch]
+  private readonly rxMsgsU32: Uint32Array;
+  private readonly rxMsgsPtr: number;
+
+  // send side
+  private readonly txMsgs: Uint8Array; // mmsghdr[batch] then iovec[2 * batch]
+  private readonly txMsgsU32: Uint32Array;
+  private readonly txMsgsPtr: number;
+  private readonly txHeadersPtr: number;
+  // Shadows of what each pending slot points at, so unsent frames can be moved to the front.
+  private readonly txHeaderLen: Int32Array;
+  private readonly txPayloadPtr: Float64Array;
+  private readonly txPayloadLen: Int32Array;
+  private pending = 0;
+
+  private readonly stats: Uint8Array; // tpacket_stats at 0, socklen_t at 16
+  private readonly statsView: DataView;
+  private readonly statsPtr: number;
+  /** Buffer sizes the kernel reports after setup (it doubles the requested values). */
+  readonly rcvBufActual: number;
+  readonly sndBufActual: number;
+
+  static open(dev: Device, opts: PacketSocketOptions): PacketSocket {
+    return new PacketSocket(dev, opts);
+  }
+
+  private constructor(dev: Device, opts: PacketSocketOptions) {
+    const { batch, maxFrame } = opts;
+    if (!Number.isInteger(batch) || batch < 1 || batch > 1024) {
+      throw new L2Error(`device ${dev.name}: batch ${batch} out of range 1..1024`);
+    }
+    if (!Number.isInteger(maxFrame) || maxFrame < 60 || maxFrame > 65536) {
+      throw new L2Error(`device ${dev.name}: maxFrame ${maxFrame} out of range 60..65536`);
+    }
+    this.dev = dev;
+    this.batch = batch;
+    this.maxFrame = maxFrame;
+    this.l = libc();
+    this.errnoAddr = this.l.__errno_location() as number;
+    const l = this.l;
+
+    // All buffers are allocated here once and >= 1 KiB, so the pointers taken below stay valid
+    // for the life of the socket (small typed arrays can move; see the notes).
+    this.stats = new Uint8Array(1024);
+    this.statsView = new DataView(this.stats.buffer);
+    this.statsPtr = addressOf(this.stats);
+
+    // Protocol 0 at creation: no frames are queued before bind() restricts device and ethertype.
+    const fd = l.socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      const e = errno();
+      if (e === EPERM || e === EACCES) {
+        throw systemError(
+          "no permission for raw sockets: run as root, or grant the capability: setcap cap_net_raw+ep <path of l2pipe>",
+        );
+      }
+      if (e === EAFNOSUPPORT) throw systemError("raw packet sockets (AF_PACKET) are not supported by this kernel");
+      throw systemError(`device ${dev.name}: cannot open a packet socket: ${describeErrno(e)}`);
+    }
+    this.fd = fd;
+
+    try {
+      if (!this.setInt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)) {
+        const e = errno();
+        throw systemError(
+          e === ENOPROTOOPT
+            ? `device ${dev.name}: kernel lacks PACKET_IGNORE_OUTGOING (Linux 4.20 or later needed)`
+            : `device ${dev.name}: cannot set PACKET_IGNORE_OUTGOING: ${describeErrno(e)}`,
+        );
+      }
+      // FORCE needs CAP_NET_ADMIN; without it fall back to the limits of net.core.*mem_max.
+      if (opts.rcvBuf > 0 && !this.setInt(SOL_SOCKET, SO_RCVBUFFORCE, opts.rcvBuf)) {
+        this.setInt(SOL_SOCKET, SO_RCVBUF, opts.rcvBuf);
+      }
+      if (opts.sndBuf > 0 && !this.setInt(SOL_SOCKET, SO_SNDBUFFORCE, opts.sndBuf)) {
+        this.setInt(SOL_SOCKET, SO_SNDBUF, opts.sndBuf);
+      }
+      this.rcvBufActual = this.getInt(SOL_SOCKET, SO_RCVBUF);
+      this.sndBufActual = this.getInt(SOL_SOCKET, SO_SNDBUF);
+
+      const sv = this.statsView;
+      this.stats.fill(0, 0, SOCKADDR_LL.size);
+      sv.setUint16(SOCKADDR_LL.family, AF_PACKET, true);
+      sv.setUint16(SOCKADDR_LL.protocol, ETHERTYPE_L2PIPE, false); // htons
+      sv.setInt32(SOCKADDR_LL.ifindex, dev.ifindex, true);
+      if (l.bind(fd, asPtr(this.statsPtr), SOCKADDR_LL.size) !== 0) {
+        throw this.deviceError("cannot bind", errno());
+      }
+    } catch (err) {
+      l.close(fd);
+      throw err;
+    }
+    // The PACKET_STATISTICS counters are reset by reading them: start from zero.
+    this.readStats();
+
+    // ---- receive buffers
+    this.rxStride = Math.ceil((maxFrame + RX_SLOT_SKEW) / PAGE) * PAGE;
+    const rxBuf = new ArrayBuffer(this.rxStride * batch + PAGE);
+    this.rx = new Uint8Array(rxBuf);
+    this.rxView = new DataView(rxBuf);
+    const rxPtr = addressOf(this.rx);
+    this.rxBase = (((RX_SLOT_SKEW - (rxPtr % PAGE)) % PAGE) + PAGE) % PAGE;
+
+    this.rxMsgs = new Uint8Array(Math.max(1024, batch * (MMSGHDR.size + IOVEC.size)));
+    this.rxMsgsU32 = new Uint32Array(this.rxMsgs.buffer);
+    this.rxMsgsPtr = addressOf(this.rxMsgs);
+    const rxIovOff = batch * MMSGHDR.size;
+    for (let i = 0; i < batch; i++) {
+      const m = i * MMSGHDR.size;
+      const v = rxIovOff + i * IOVEC.size;
+      this.put64(this.rxMsgsU32, m + MSGHDR.iov, this.rxMsgsPtr + v);
+      this.put64(this.rxMsgsU32, m + MSGHDR.iovlen, 1);
+      this.put64(this.rxMsgsU32, v + IOVEC.base, rxPtr + this.rxBase + i * this.rxStride);
+      this.put64(this.rxMsgsU32, v + IOVEC.len, maxFrame);
+    }
+
+    // ---- send buffers
+    this.txHeaders = new Uint8Array(Math.max(1024, batch * TX_HEADER_SLOT));
+    this.txView = new DataView(this.txHeaders.buffer);
+    this.txHeadersPtr = addressOf(this.txHeaders);
+    this.txMsgs = new Uint8Array(Math.max(1024, batch * (MMSGHDR.size + 2 * IOVEC.size)));
+    this.txMsgsU32 = new Uint32Array(this.txMsgs.buffer);
+    this.txMsgsPtr = addressOf(this.txMsgs);
+    const txIovOff = batch * MMSGHDR.size;
+    for (let i = 0; i < batch; i++) {
+      const m = i * MMSGHDR.size;
+      const v = txIovOff + i * 2 * IOVEC.size;
+      this.put64(this.txMsgsU32, m + MSGHDR.iov, this.txMsgsPtr + v);
+      this.put64(this.txMsgsU32, m + MSGHDR.iovlen, 1);
+      this.put64(this.txMsgsU32, v + IOVEC.base, this.txHeadersPtr + i * TX_HEADER_SLOT);
+    }
+    this.txHeaderLen = new Int32Array(Math.max(256, batch));
+    this.txPayloadPtr = new Float64Array(Math.max(128, batch));
+    this.txPayloadLen = new Int32Array(Math.max(256, batch));
+  }
+
+  // ------------------------------------------------------------------ receive
+
+  /** Receives up to `batch` frames without blocking; returns how many (0 if none).
+   * A hard error (ENETDOWN when the link goes down, ENXIO when it vanishes) also returns 0 and
+   * is reported by lastError() until the next recv(); the socket stays usable and receives
+   * again once the link is back up. */
+  recv(): number {
+    this.lastErr = 0;
+    const n = this.l.recvmmsg(this.fd, this.rxMsgsPtr as Pointer, this.batch, MSG_DONTWAIT, null);
+    if (n >= 0) return n;
+    const e = read.i32(this.errnoAddr as Pointer, 0);
+    if (e !== EAGAIN && e !== EINTR) this.lastErr = e;
+    return 0;
+  }
+
+  /** errno of the hard error met by the last recv(), or 0. Describe it with describeErrno(). */
+  lastError(): number {
+    return this.lastErr;
+  }
+
+  /** Offset in rx of frame i of the last recv() (it starts with the destination MAC). */
+  rxOffset(i: number): number {
+    return this.rxBase + i * this.rxStride;
+  }
+
+  /** Bytes of frame i of the last recv(); frames longer than maxFrame arrive cut to maxFrame. */
+  rxLength(i: number): number {
+    return this.rxMsgsU32[(i * MMSGHDR.size + MMSGHDR.len) >>> 2]!;
+  }
+
+  // ------------------------------------------------------------------ send
+
+  /** Index of the next free header slot, or -1 when `batch` frames are pending (flush first). */
+  txSlot(): number {
+    return this.pending < this.batch ? this.pending : -1;
+  }
+
+  txHeaderOffset(i: number): number {
+    return i * TX_HEADER_SLOT;
+  }
+
+  /** Queues the frame in the slot given by the last txSlot(): headerLen bytes of its header slot
+   * followed by payloadLen bytes at payloadPtr (0/0 for none). The payload memory must stay
+   * alive and unchanged until flush() has sent this frame. */
+  txCommit(headerLen: number, payloadPtr: number, payloadLen: number): void {
+    const i = this.pending;
+    if (i >= this.batch) throw new L2Error(`device ${this.dev.name}: txCommit with all ${this.batch} slots pending`);
+    if (headerLen < 0 || headerLen > TX_HEADER_SLOT) {
+      throw new L2Error(`device ${this.dev.name}: header length ${headerLen} out of range 0..${TX_HEADER_SLOT}`);
+    }
+    this.txHeaderLen[i] = headerLen;
+    this.txPayloadPtr[i] = payloadPtr;
+    this.txPayloadLen[i] = payloadLen;
+    this.writeTxIov(i);
+    this.pending = i + 1;
+  }
+
+  txPending(): number {
+    return this.pending;
+  }
+
+  /** Sends the pending frames in order with one sendmmsg(MSG_DONTWAIT); returns how many went.
+   * The unsent rest stays pending (moved to slots 0..) for the next flush. A full socket buffer
+   * or queue (EAGAIN/ENOBUFS) sends 0; a down or vanished device throws an L2Error. */
+  flush(): number {
+    const total = this.pending;
+    if (total === 0) return 0;
+    let n = this.l.sendmmsg(this.fd, this.txMsgsPtr as Pointer, total, MSG_DONTWAIT);
+    if (n < 0) {
+      const e = read.i32(this.errnoAddr as Pointer, 0);
+      if (e === EAGAIN || e === ENOBUFS || e === EINTR) return 0;
+      throw this.deviceError("send failed", e);
+    }
+    if (n === total) {
+      this.pending = 0;
+      return n;
+    }
+    // Partial send: move the rest to the front so slot order stays frame order.
+    const rest = total - n;
+    this.txHeaders.copyWithin(0, n * TX_HEADER_SLOT, total * TX_HEADER_SLOT);
+    this.txHeaderLen.copyWithin(0, n, total);
+    this.txPayloadPtr.copyWithin(0, n, total);
+    this.txPayloadLen.copyWithin(0, n, total);
+    for (let i = 0; i < rest; i++) this.writeTxIov(i);
+    this.pending = rest;
+    return n;
+  }
+
+  /** Frames the kernel dropped on receive (socket buffer full) since the previous call. */
+  kernelDrops(): number {
+    if (!this.readStats()) return 0;
+    return this.statsView.getUint32(TPACKET_STATS.drops, true);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.pending = 0;
+    this.l.close(this.fd);
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private writeTxIov(i: number): void {
+    const u = this.txMsgsU32;
+    const m = i * MMSGHDR.size;
+    const v = this.batch * MMSGHDR.size + i * 2 * IOVEC.size;
+    const plen = this.txPayloadLen[i]!;
+    this.put64(u, v + IOVEC.len, this.txHeaderLen[i]!);
+    if (plen > 0) {
+      this.put64(u, v + IOVEC.size + IOVEC.base, this.txPayloadPtr[i]!);
+      this.put64(u, v + IOVEC.size + IOVEC.len, plen);
+      u[(m + MSGHDR.iovlen) >>> 2] = 2;
+    } else {
+      u[(m + MSGHDR.iovlen) >>> 2] = 1;
+    }
+  }
+
+  /** Stores a non-negative integer < 2^53 as a little-endian u64 without BigInt. */
+  private put64(u: Uint32Array, byteOff: number, value: number): void {
+    const w = byteOff >>> 2;
+    u[w] = value >>> 0;
+    u[w + 1] = (value / 4294967296) >>> 0;
+  }
+
+  private readStats(): boolean {
+    const sv = this.statsView;
+    sv.setUint32(16, TPACKET_STATS.size, true);
+    return (
+      this.l.getsockopt(this.fd, SOL_PACKET, PACKET_STATISTICS, asPtr(this.statsPtr), asPtr(this.statsPtr + 16)) === 0
+    );
+  }
+
+  private setInt(level: number, name: number, value: number): boolean {
+    this.statsView.setInt32(32, value, true);
+    return this.l.setsockopt(this.fd, level, name, asPtr(this.statsPtr + 32), 4) === 0;
+  }
+
+  private getInt(level: number, name: number): number {
+    this.statsView.setUint32(40, 4, true);
+    if (this.l.getsockopt(this.fd, level, name, asPtr(this.statsPtr + 32), asPtr(this.statsPtr + 40)) !== 0) return -1;
+    return this.statsView.getInt32(32, true);
+  }
+
+  private deviceError(what: string, e: number): L2Error {
+    return new L2Error(`device ${this.dev.name}: ${what}: ${describeErrno(e)}`);
+  }
+}
