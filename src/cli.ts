@@ -1,0 +1,243 @@
+// The command line: the 2017 tool's letters with the same meanings, long forms, and the
+// options l2pipe adds. Parsing only; devices are checked when they are opened.
+
+import { parseArgs } from "citty";
+import { usageError } from "./errors";
+
+export const VERSION = "0.1.0";
+export const MAX_DEVICES = 10;
+
+export interface Options {
+  mode: "send" | "receive";
+  devices: string[];
+  verbose: boolean;
+  lowMemory: boolean;
+  /** 0 = no compression. */
+  compressors: number;
+  /** -a weights, one per device (missing ones are 1); null = pull scheduling. */
+  weights: number[] | null;
+  timeoutMs: number;
+  /** How long to wait for the peer to appear; 0 = forever. */
+  waitMs: number;
+  progress: boolean;
+  sizeHint: number | null;
+  statsJson: string | null;
+  bufferBytes: number;
+  startAtPct: number;
+  resumeAtPct: number;
+  blockBytes: number;
+}
+
+const argsDef = {
+  send: { type: "boolean", alias: ["s"] },
+  receive: { type: "boolean", alias: ["r"] },
+  verbose: { type: "boolean", alias: ["v"] },
+  "low-memory": { type: "boolean", alias: ["m"] },
+  "0": { type: "boolean" },
+  "1": { type: "boolean" },
+  "2": { type: "boolean" },
+  "3": { type: "boolean" },
+  weights: { type: "string", alias: ["a"] },
+  timeout: { type: "string", alias: ["t"] },
+  wait: { type: "string", alias: ["w"] },
+  progress: { type: "boolean", alias: ["p"] },
+  size: { type: "string" },
+  "stats-json": { type: "string" },
+  buffer: { type: "string", alias: ["b"] },
+  "start-at": { type: "string" },
+  "resume-at": { type: "string" },
+  block: { type: "string" },
+  help: { type: "boolean", alias: ["h"] },
+  version: { type: "boolean", alias: ["V"] },
+} as const;
+
+const KNOWN = new Set<string>(["_"]);
+for (const [name, def] of Object.entries(argsDef)) {
+  KNOWN.add(name);
+  for (const a of (def as { alias?: string[] }).alias ?? []) KNOWN.add(a);
+}
+const STRING_OPTIONS = new Map<string, string>();
+for (const [name, def] of Object.entries(argsDef)) {
+  if (def.type !== "string") continue;
+  STRING_OPTIONS.set(`--${name}`, name);
+  for (const a of (def as { alias?: string[] }).alias ?? []) STRING_OPTIONS.set(`-${a}`, name);
+}
+
+export const USAGE = `l2pipe ${VERSION}: pipe one byte stream between two hosts over raw Ethernet (layer 2 only)
+
+usage:  l2pipe -r [options] DEV...          receive: wire -> stdout
+        l2pipe -s [options] DEV...          send:    stdin -> wire
+
+  -s, --send           sender mode
+  -r, --receive        receiver mode
+  -v, --verbose        statistics per link and in total on stderr at the end
+  -m, --low-memory     reduced memory footprint (smaller buffers and chunks)
+  -3 | -2 | -1 | -0    3, 2, 1 or no parallel lz4 compressors (default 4; sender)
+  -a, --weights N.N..  share of the stream per device, 1..10 each, in device order
+                       (default: each link takes what it has room for)
+  -t, --timeout SEC    fail when the peer is silent this long (default 5)
+  -w, --wait SEC       how long to wait for the peer to appear (sender default 30,
+                       receiver default 0 = forever)
+  -p, --progress       live progress on stderr
+      --size BYTES     expected stream size for progress (10G, 512M, ...)
+      --stats-json F   write the final statistics as JSON to file F
+  -b, --buffer SIZE    receiver: memory buffer before stdout (tape streaming)
+      --start-at PCT   receiver with -b: start writing when the buffer is PCT full (80)
+      --resume-at PCT  receiver with -b: after running dry, resume at PCT full (20)
+      --block SIZE     receiver: size of each write to stdout (default 256K)
+  -h, --help           this text;  -V, --version  the version
+
+DEV: 1 to 10 network interfaces, directly connected to the peer's. Ethertype 0x88b5.
+Needs root or CAP_NET_RAW (setcap cap_net_raw+ep l2pipe). No authentication or
+encryption: use it on cables and LANs you trust.
+
+example (tape on the receiving host, 1 GbE + USB3 host-to-host cable):
+  receiver:  l2pipe -r eth0 usb0 | dd bs=262144 of=/dev/st0
+  sender:    tar -c -f - -b 512 / | l2pipe -s -a 1.2 eth0 usb0
+
+exit codes: 0 done and verified, 1 transfer failed, 2 usage, 3 system (permission,
+liblz4, memory), 4 no peer appeared, 130/143 interrupted`;
+
+export type ParseResult = { kind: "run"; options: Options } | { kind: "help" } | { kind: "version" };
+
+/** Parses sizes such as 4096, 64K, 256M, 10G (powers of 1024). */
+export function parseSize(text: string, option: string): number {
+  const m = /^(\d+(?:\.\d+)?)([KMGT]?)(i?B)?$/i.exec(text.trim());
+  if (!m) throw usageError(`${option}: '${text}' is not a size (examples: 65536, 256K, 64M, 2G)`);
+  const scale = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[m[2].toUpperCase() as "" | "K"]!;
+  const bytes = Math.floor(Number(m[1]) * scale);
+  if (!Number.isFinite(bytes)) throw usageError(`${option}: '${text}' is not a size`);
+  return bytes;
+}
+
+function parseSeconds(text: string, option: string, allowZero: boolean): number {
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isFinite(n) || n < 0 || (!allowZero && n === 0) || n > 86400) {
+    throw usageError(`${option}: '${text}' is not a number of seconds${allowZero ? " (0 = forever)" : ""}`);
+  }
+  return Math.round(n * 1000);
+}
+
+function parsePercent(text: string, option: string): number {
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isInteger(n) || n < 1 || n > 100) {
+    throw usageError(`${option}: '${text}' must be a whole percentage from 1 to 100`);
+  }
+  return n;
+}
+
+export function parseWeights(text: string, deviceCount: number): number[] {
+  const parts = text.split(".");
+  if (parts.length > deviceCount) {
+    throw usageError(`-a ${text}: ${parts.length} weights for ${deviceCount} device${deviceCount === 1 ? "" : "s"}`);
+  }
+  const weights = parts.map((p) => {
+    const n = Number(p);
+    if (!/^\d+$/.test(p) || n < 1 || n > 10) {
+      throw usageError(`-a ${text}: each weight must be a whole number from 1 to 10 ('${p}' is not)`);
+    }
+    return n;
+  });
+  while (weights.length < deviceCount) weights.push(1);
+  return weights;
+}
+
+export function parseCommandLine(argv: string[]): ParseResult {
+  // A string option given last with no value would silently become empty: refuse it.
+  for (let i = 0; i < argv.length; i++) {
+    const name = STRING_OPTIONS.get(argv[i]);
+    if (name && (i + 1 >= argv.length || argv[i + 1].startsWith("-"))) {
+      throw usageError(`${argv[i]} needs a value`);
+    }
+  }
+  const args = parseArgs(argv, argsDef) as Record<string, unknown> & { _: string[] };
+  for (const key of Object.keys(args)) {
+    if (!KNOWN.has(key)) {
+      throw usageError(`unknown option ${key.length === 1 ? "-" : "--"}${key} (see l2pipe --help)`);
+    }
+  }
+  if (args.help) return { kind: "help" };
+  if (args.version) return { kind: "version" };
+
+  const send = Boolean(args.send);
+  const receive = Boolean(args.receive);
+  if (send === receive) throw usageError(send ? "-s and -r exclude each other" : "say -s (send) or -r (receive)");
+  const mode = send ? "send" : "receive";
+
+  const devices = args._.map(String);
+  if (devices.length === 0) throw usageError("no device given (for example: l2pipe -r eth0)");
+  if (devices.length > MAX_DEVICES) throw usageError(`${devices.length} devices given; at most ${MAX_DEVICES} are supported`);
+  for (const d of devices) {
+    if (d.startsWith("-")) throw usageError(`unknown option ${d} (see l2pipe --help)`);
+  }
+  const seen = new Set<string>();
+  for (const d of devices) {
+    if (seen.has(d)) throw usageError(`device ${d} is listed twice`);
+    seen.add(d);
+  }
+
+  const levels = ["0", "1", "2", "3"].filter((k) => args[k]);
+  if (levels.length > 1) throw usageError(`-${levels.join(" and -")} exclude each other`);
+  const compressors = levels.length ? Number(levels[0]) : 4;
+
+  const str = (k: string) => (args[k] === undefined ? undefined : String(args[k]));
+  const weightsText = str("weights");
+  const weights = weightsText === undefined ? null : parseWeights(weightsText, devices.length);
+
+  const timeoutText = str("timeout");
+  const timeoutMs = timeoutText === undefined ? 5000 : parseSeconds(timeoutText, "-t", false);
+  const waitText = str("wait");
+  const waitMs = waitText === undefined ? (mode === "send" ? 30_000 : 0) : parseSeconds(waitText, "-w", true);
+
+  const sizeText = str("size");
+  const sizeHint = sizeText === undefined ? null : parseSize(sizeText, "--size");
+
+  const receiverOnly = ["buffer", "start-at", "resume-at", "block"] as const;
+  for (const k of receiverOnly) {
+    if (mode === "send" && args[k] !== undefined) throw usageError(`--${k} is a receiver option (-r)`);
+  }
+  if (mode === "receive" && weights) throw usageError("-a is a sender option (-s)");
+  if (mode === "receive" && levels.length) throw usageError(`-${levels[0]} is a sender option (-s); the receiver follows the sender`);
+
+  const bufferText = str("buffer");
+  let bufferBytes = 0;
+  if (bufferText !== undefined) {
+    bufferBytes = parseSize(bufferText, "-b");
+    if (bufferBytes < 1 << 20) throw usageError(`-b ${bufferText}: the buffer must be at least 1M`);
+  }
+  const startAt = str("start-at");
+  const resumeAt = str("resume-at");
+  if ((startAt !== undefined || resumeAt !== undefined) && bufferBytes === 0) {
+    throw usageError("--start-at and --resume-at need -b SIZE");
+  }
+  const startAtPct = startAt === undefined ? 80 : parsePercent(startAt, "--start-at");
+  const resumeAtPct = resumeAt === undefined ? 20 : parsePercent(resumeAt, "--resume-at");
+  if (resumeAtPct > startAtPct) throw usageError(`--resume-at ${resumeAtPct} is above --start-at ${startAtPct}`);
+  const blockText = str("block");
+  let blockBytes = 256 * 1024;
+  if (blockText !== undefined) {
+    blockBytes = parseSize(blockText, "--block");
+    if (blockBytes < 1 || blockBytes > 64 << 20) throw usageError(`--block ${blockText}: must be from 1 byte to 64M`);
+  }
+
+  return {
+    kind: "run",
+    options: {
+      mode,
+      devices,
+      verbose: Boolean(args.verbose),
+      lowMemory: Boolean(args["low-memory"]),
+      compressors,
+      weights,
+      timeoutMs,
+      waitMs,
+      progress: Boolean(args.progress),
+      sizeHint,
+      statsJson: str("stats-json") ?? null,
+      bufferBytes,
+      startAtPct,
+      resumeAtPct,
+      blockBytes,
+    },
+  };
+}

@@ -1,0 +1,32 @@
+// l2pipe: one binary for both ends. Parses the command line, runs a side, turns every
+// failure into one line on stderr and an exit code.
+
+import { parseCommandLine, USAGE, VERSION } from "./cli";
+import { L2Error, EXIT_TRANSFER } from "./errors";
+import { runSender } from "./shell/sender";
+import { runReceiver } from "./shell/receiver";
+import { Interrupts } from "./shell/interrupts";
+
+async function main(argv: string[]): Promise<number> {
+  const parsed = parseCommandLine(argv);
+  if (parsed.kind === "help") {
+    process.stdout.write(USAGE + "\n");
+    return 0;
+  }
+  if (parsed.kind === "version") {
+    process.stdout.write(`l2pipe ${VERSION}\n`);
+    return 0;
+  }
+  const interrupts = new Interrupts();
+  const opts = parsed.options;
+  return opts.mode === "send" ? runSender(opts, interrupts) : runReceiver(opts, interrupts);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    const err = e instanceof L2Error ? e : new L2Error(`internal error: ${(e as Error)?.stack ?? String(e)}`, EXIT_TRANSFER);
+    process.stderr.write(`l2pipe: ${err.message}\n`);
+    process.exit(err.exitCode);
+  },
+);

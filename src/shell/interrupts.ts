@@ -1,0 +1,23 @@
+// SIGINT, SIGTERM and SIGHUP end a run on purpose: the loop notices, tells the peer, exits 128+n.
+
+const SIGNALS: Record<string, number> = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 };
+
+export class Interrupts {
+  private received: string | null = null;
+
+  constructor() {
+    for (const sig of Object.keys(SIGNALS)) {
+      process.on(sig as NodeJS.Signals, () => {
+        this.received ??= sig;
+      });
+    }
+  }
+
+  pending(): string | null {
+    return this.received;
+  }
+
+  exitCode(): number {
+    return 128 + (this.received ? SIGNALS[this.received] : 0);
+  }
+}

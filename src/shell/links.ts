@@ -1,0 +1,188 @@
+// The links of one run: one packet socket per device, and the frames both ends build on
+// them. Frames are written straight into the socket's preallocated header slots.
+
+import { lookupDevice, type Device } from "./device";
+import { PacketSocket } from "./packet-socket";
+import {
+  COMMON_END, DATA_HEADER, DONE_LEN, ETH_HEADER, FrameCrc, FrameType, HELLO_LEN, MAX_ABORT_TEXT, MIN_FRAME,
+  OFF_ABORT_CODE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_CRC, OFF_DATA_OFFSET, OFF_DONE_CRC, OFF_DONE_TOTAL,
+  OFF_HELLO_FEATURES, OFF_HELLO_INSTANCE, OFF_HELLO_LINKS, OFF_HELLO_MTU, OFF_HELLO_NAME, OFF_HELLO_WINDOW,
+  OFF_LEN, sealFrame, writeHeader, writeU64,
+} from "../wire";
+import { usageError } from "../errors";
+
+export const BROADCAST = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+/** Smallest MTU that leaves room for a useful DATA payload. */
+export const MIN_MTU = 576;
+const BATCH = 64;
+
+export class Link {
+  readonly txCrc: FrameCrc;
+  readonly rxCrc: FrameCrc;
+  /** The peer's MAC once known; broadcast until then. */
+  peer = new Uint8Array(BROADCAST);
+  peerKnown = false;
+  pnControl = 0;
+  // Statistics of what the codec refused on this link.
+  badFrames = 0;
+  foreignFrames = 0;
+  kernelDrops = 0;
+  down = false;
+
+  constructor(
+    readonly index: number,
+    readonly device: Device,
+    readonly socket: PacketSocket,
+  ) {
+    this.txCrc = new FrameCrc(socket.txHeaders);
+    this.rxCrc = new FrameCrc(socket.rx, true);
+  }
+
+  get name(): string {
+    return this.device.name;
+  }
+
+  setPeer(mac: Uint8Array, offset: number): void {
+    for (let i = 0; i < 6; i++) this.peer[i] = mac[offset + i];
+    this.peerKnown = true;
+  }
+
+  samePeer(bytes: Uint8Array, offset: number): boolean {
+    const p = this.peer;
+    for (let i = 0; i < 6; i++) if (p[i] !== bytes[offset + i]) return false;
+    return true;
+  }
+
+  /** Starts a control frame in the next header slot; returns its base offset or -1 when the batch is full. */
+  private begin(type: FrameType, session: number, link: number, pn: number, dst: Uint8Array = this.peer): number {
+    const slot = this.socket.txSlot();
+    if (slot < 0) return -1;
+    const base = this.socket.txHeaderOffset(slot);
+    writeHeader(this.socket.txView, base, dst, this.device.mac, type, session, link, pn);
+    return base;
+  }
+
+  private commit(base: number, end: number): void {
+    const len = sealFrame(this.socket.txView, this.txCrc, base, end);
+    this.socket.txCommit(len, 0, 0);
+  }
+
+  sendHello(session: number, linkCount: number, features: number): boolean {
+    const base = this.begin(FrameType.Hello, session, this.index, 0, BROADCAST);
+    if (base < 0) return false;
+    const v = this.socket.txView;
+    v.setUint8(base + OFF_HELLO_LINKS, linkCount);
+    v.setUint16(base + OFF_HELLO_MTU, this.device.mtu);
+    v.setUint32(base + OFF_HELLO_FEATURES, features);
+    v.setUint32(base + OFF_HELLO_INSTANCE, 0);
+    v.setUint32(base + OFF_HELLO_WINDOW, 0);
+    this.writeName(base);
+    this.commit(base, base + HELLO_LEN);
+    return true;
+  }
+
+  sendHelloAck(session: number, senderLink: number, instance: number, window: number): boolean {
+    const base = this.begin(FrameType.HelloAck, session, senderLink, 0);
+    if (base < 0) return false;
+    const v = this.socket.txView;
+    v.setUint8(base + OFF_HELLO_LINKS, 0);
+    v.setUint16(base + OFF_HELLO_MTU, this.device.mtu);
+    v.setUint32(base + OFF_HELLO_FEATURES, 0);
+    v.setUint32(base + OFF_HELLO_INSTANCE, instance);
+    v.setUint32(base + OFF_HELLO_WINDOW, Math.min(window, 0xffffffff));
+    this.writeName(base);
+    this.commit(base, base + HELLO_LEN);
+    return true;
+  }
+
+  sendSimple(type: FrameType, session: number, link: number, pn: number, dst?: Uint8Array): boolean {
+    const base = this.begin(type, session, link, pn, dst);
+    if (base < 0) return false;
+    this.commit(base, base + COMMON_END);
+    return true;
+  }
+
+  sendDone(session: number, link: number, total: number, crc: number): boolean {
+    const base = this.begin(FrameType.Done, session, link, 0);
+    if (base < 0) return false;
+    writeU64(this.socket.txView, base + OFF_DONE_TOTAL, total);
+    this.socket.txView.setUint32(base + OFF_DONE_CRC, crc >>> 0);
+    this.commit(base, base + DONE_LEN);
+    return true;
+  }
+
+  sendAbort(session: number, link: number, code: number, text: string): boolean {
+    const base = this.begin(FrameType.Abort, session, link, 0);
+    if (base < 0) return false;
+    const bytes = new TextEncoder().encode(text).subarray(0, MAX_ABORT_TEXT);
+    this.socket.txView.setUint8(base + OFF_ABORT_CODE, code);
+    this.socket.txView.setUint8(base + OFF_ABORT_TEXT_LEN, bytes.length);
+    this.socket.txHeaders.set(bytes, base + OFF_ABORT_TEXT);
+    this.commit(base, base + OFF_ABORT_TEXT + bytes.length);
+    return true;
+  }
+
+  /** Starts an ACK; the caller fills the type-specific fields, then calls commitAck. */
+  beginAck(session: number, link: number, pn: number): number {
+    return this.begin(FrameType.Ack, session, link, pn);
+  }
+
+  commitAck(base: number, end: number): void {
+    this.commit(base, end);
+  }
+
+  /**
+   * A DATA frame whose payload stays where it is (ring memory at payloadPtr, readable as
+   * ring[ringOffset..]) and is sent by the kernel straight from there.
+   */
+  sendData(session: number, link: number, pn: number, offset: number, ring: Uint8Array, ringCrc: FrameCrc, ringOffset: number, ringPtr: number, len: number): boolean {
+    const base = this.begin(FrameType.Data, session, link, pn);
+    if (base < 0) return false;
+    const v = this.socket.txView;
+    writeU64(v, base + OFF_DATA_OFFSET, offset);
+    const headerEnd = base + DATA_HEADER;
+    if (DATA_HEADER + len < MIN_FRAME) {
+      // Too short for Ethernet: copy the payload next to the header and pad there.
+      this.socket.txHeaders.set(ring.subarray(ringOffset, ringOffset + len), headerEnd);
+      this.commit(base, headerEnd + len);
+      return true;
+    }
+    v.setUint16(base + OFF_LEN, DATA_HEADER - ETH_HEADER + len);
+    const crc = ringCrc.of(ringOffset, ringOffset + len, this.txCrc.of(base + OFF_LEN, headerEnd));
+    v.setUint32(base + OFF_CRC, crc);
+    this.socket.txCommit(DATA_HEADER, ringPtr + ringOffset, len);
+    return true;
+  }
+
+  private writeName(base: number): void {
+    const name = new TextEncoder().encode(this.device.name).subarray(0, 15);
+    const h = this.socket.txHeaders;
+    h.fill(0, base + OFF_HELLO_NAME, base + OFF_HELLO_NAME + 16);
+    h.set(name, base + OFF_HELLO_NAME);
+  }
+}
+
+/** Looks up and opens every device; refuses ones that are missing, down or unfit. */
+export function openLinks(names: string[], opts: { rcvBuf: number; sndBuf: number }): Link[] {
+  const devices = names.map((n) => lookupDevice(n));
+  for (const d of devices) {
+    if (d.mtu < MIN_MTU) throw usageError(`device ${d.name}: MTU ${d.mtu} is too small (at least ${MIN_MTU})`);
+  }
+  const links: Link[] = [];
+  try {
+    devices.forEach((d, i) => {
+      const socket = PacketSocket.open(d, { batch: BATCH, maxFrame: d.mtu + ETH_HEADER, rcvBuf: opts.rcvBuf, sndBuf: opts.sndBuf });
+      links.push(new Link(i, d, socket));
+    });
+  } catch (e) {
+    for (const l of links) l.socket.close();
+    throw e;
+  }
+  return links;
+}
+
+export function readName(bytes: Uint8Array, offset: number): string {
+  let end = offset;
+  while (end < offset + 16 && bytes[end] !== 0) end++;
+  return new TextDecoder().decode(bytes.subarray(offset, end));
+}

@@ -1,0 +1,34 @@
+// How much memory a run takes, decided once at start from the options and never grown.
+
+import type { Options } from "../cli";
+
+export interface MemoryPlan {
+  /** Wire-stream ring: the sender's unacknowledged data, the receiver's reassembly window. */
+  ringSize: number;
+  chunkSize: number;
+  /** Compressor slots (each holds one input chunk and its compressed record). */
+  poolSlots: number;
+  sndBuf: number;
+  rcvBuf: number;
+}
+
+function nextPowerOfTwo(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+export function memoryPlan(opts: Options): MemoryPlan {
+  const low = opts.lowMemory;
+  const chunkSize = low ? 64 << 10 : 256 << 10;
+  let ringSize = low ? 8 << 20 : 64 << 20;
+  // The receiver's tape buffer is its reassembly ring.
+  if (opts.mode === "receive" && opts.bufferBytes > 0) ringSize = Math.max(ringSize, nextPowerOfTwo(opts.bufferBytes));
+  return {
+    ringSize,
+    chunkSize,
+    poolSlots: Math.max(4, opts.compressors * (low ? 2 : 4)),
+    sndBuf: low ? 512 << 10 : 2 << 20,
+    rcvBuf: low ? 2 << 20 : 8 << 20,
+  };
+}

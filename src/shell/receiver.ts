@@ -1,0 +1,294 @@
+// The receiving side's I/O shell: DATA frames from the links -> reassembly ring (shared with
+// the output worker, which verifies, decompresses and writes stdout) -> acknowledgements,
+// as the protocol core decides. One thread runs the loop; it sleeps in poll() on the sockets
+// and the output worker's eventfd.
+
+import { FrameType, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK_RANGES,
+  OFF_ACK_RANGES_N, OFF_DATA_OFFSET, OFF_HELLO_FEATURES, OFF_HELLO_LINKS, OFF_HELLO_MTU, OFF_LINK, OFF_PN,
+  OFF_SESSION, OFF_TYPE, DATA_HEADER, FEATURE_LZ4, readU64, verifyFrame, writeU64 } from "../wire";
+import { ReceiverCore, RxPhase, Accept } from "../core/receiver";
+import { defaultTiming } from "../core/timing";
+import { openLinks, type Link } from "./links";
+import { Poller, POLLIN, POLLOUT, createEventFd, drainEventFd } from "../../ffi/libc";
+import { OutputPipeline } from "../output-pipeline";
+import { loadLz4 } from "../../ffi/lz4";
+import { L2Error, EXIT_TRANSFER, EXIT_SYSTEM } from "../errors";
+import type { Options } from "../cli";
+import { memoryPlan } from "./memory";
+import { Reporter } from "./report";
+import { Interrupts } from "./interrupts";
+
+const STDOUT = 1;
+
+export async function runReceiver(opts: Options, interrupts: Interrupts): Promise<number> {
+  const plan = memoryPlan(opts);
+  const links = openLinks(opts.devices, { rcvBuf: plan.rcvBuf, sndBuf: 1 << 20 });
+  const wakeFd = createEventFd();
+  const ringBuffer = new SharedArrayBuffer(plan.ringSize);
+  const output = await OutputPipeline.create({
+    ring: ringBuffer, ringSize: plan.ringSize, outFd: STDOUT, wakeFd, needLz4: false, maxChunk: 1 << 20,
+  });
+  try {
+    return await new ReceiverLoop(opts, links, output, ringBuffer, plan.ringSize, wakeFd, interrupts).run();
+  } finally {
+    output.close();
+    for (const l of links) l.socket.close();
+  }
+}
+
+class ReceiverLoop {
+  private readonly ring: Uint8Array;
+  private readonly core: ReceiverCore;
+  private readonly poller: Poller;
+  private readonly instance: number;
+  private readonly reporter: Reporter;
+  private lz4Checked = false;
+
+  constructor(
+    private readonly opts: Options,
+    private readonly links: Link[],
+    private readonly output: OutputPipeline,
+    ringBuffer: SharedArrayBuffer,
+    private readonly ringSize: number,
+    private readonly wakeFd: number,
+    private readonly interrupts: Interrupts,
+  ) {
+    this.ring = new Uint8Array(ringBuffer);
+    const now = performance.now();
+    const timing = defaultTiming(opts.timeoutMs);
+    timing.waitMs = opts.waitMs;
+    this.core = new ReceiverCore({ deviceCount: links.length, ringSize, timing, now });
+    this.poller = new Poller(links.length + 1);
+    this.instance = crypto.getRandomValues(new Uint32Array(1))[0] >>> 0;
+    this.reporter = new Reporter(opts, "receive", now);
+  }
+
+  async run(): Promise<number> {
+    const core = this.core;
+    const name = (i: number) => this.links[i].name;
+    let lastYield = performance.now();
+    for (;;) {
+      const now = performance.now();
+      this.receive(now);
+      this.output.publish(core.cum);
+      core.setConsumed(this.output.consumed());
+      const status = this.output.status();
+      if (status.error) core.fail(status.error, EXIT_TRANSFER);
+      else if (status.finished) core.finished(now, status.written, status.streamCrc);
+      core.tick(now, name);
+      this.transmit(now);
+
+      if (core.phase === RxPhase.Done) {
+        this.reporter.finish(this.statistics(now), true);
+        return 0;
+      }
+      if (core.phase === RxPhase.Failed) return this.abort(core.failure ?? "failed", core.exitCode);
+
+      if (now - lastYield > 20) {
+        await Bun.sleep(0);
+        lastYield = performance.now();
+        const sig = this.interrupts.pending();
+        if (sig) return this.abort(`interrupted by ${sig}`, this.interrupts.exitCode());
+        this.reporter.progress(now, () => this.statistics(now));
+      }
+      this.sleep(performance.now());
+    }
+  }
+
+  private abort(reason: string, code: number): number {
+    const core = this.core;
+    for (let round = 0; round < 3; round++) {
+      for (const l of this.links) {
+        const rl = core.links[l.index];
+        if (rl.senderLink < 0) continue;
+        l.sendAbort(core.session, rl.senderLink, code, reason);
+        this.flushLink(l);
+      }
+    }
+    this.reporter.finish(this.statistics(performance.now()), false, reason);
+    throw new L2Error(reason, code);
+  }
+
+  // ---- receive -------------------------------------------------------------------------
+
+  private receive(now: number): void {
+    for (const l of this.links) {
+      const sock = l.socket;
+      for (let burst = 0; burst < 16; burst++) {
+        const n = sock.recv();
+        if (n === 0) break;
+        for (let i = 0; i < n; i++) this.onFrame(l, sock.rxOffset(i), sock.rxLength(i), now);
+        // Acks go out as soon as they are due, not after the socket is drained.
+        this.transmitAcks(now);
+        if (n < sock.batch) break;
+      }
+    }
+  }
+
+  private onFrame(l: Link, base: number, received: number, now: number): void {
+    const sock = l.socket;
+    const v = sock.rxView;
+    const len = verifyFrame(v, l.rxCrc, base, received);
+    if (len === 0) {
+      l.badFrames++;
+      return;
+    }
+    const core = this.core;
+    const type = v.getUint8(base + OFF_TYPE);
+    const session = v.getUint32(base + OFF_SESSION);
+    const senderLink = v.getUint8(base + OFF_LINK);
+    const d = l.index;
+    if (type === FrameType.Hello) {
+      const features = v.getUint32(base + OFF_HELLO_FEATURES);
+      if ((features & FEATURE_LZ4) !== 0 && !this.lz4Checked && core.phase === RxPhase.Listen) {
+        this.lz4Checked = true;
+        try {
+          loadLz4();
+        } catch (e) {
+          // The sender compresses and we cannot decompress: say so to both users.
+          const reason = (e as Error).message;
+          core.onHello(d, now, session, senderLink, v.getUint8(base + OFF_HELLO_LINKS), v.getUint16(base + OFF_HELLO_MTU), features, sock.rx, base + 6);
+          l.setPeer(sock.rx, base + 6);
+          core.fail(reason, EXIT_SYSTEM);
+          return;
+        }
+      }
+      const ok = core.onHello(d, now, session, senderLink, v.getUint8(base + OFF_HELLO_LINKS), v.getUint16(base + OFF_HELLO_MTU), features, sock.rx, base + 6);
+      if (ok) {
+        l.setPeer(sock.rx, base + 6);
+        l.sendHelloAck(session, senderLink, this.instance, this.ringSize);
+        this.flushLink(l);
+      } else l.foreignFrames++;
+      return;
+    }
+    if (type === FrameType.Reject) {
+      if (session === core.session && l.samePeer(sock.rx, base + 6)) core.onReject(d);
+      return;
+    }
+    if (!core.authentic(d, session, senderLink, sock.rx, base + 6)) {
+      l.foreignFrames++;
+      return;
+    }
+    const wirePn = v.getUint32(base + OFF_PN);
+    switch (type) {
+      case FrameType.Data: {
+        const offset = readU64(v, base + OFF_DATA_OFFSET);
+        const payload = len - DATA_HEADER;
+        const verdict = core.onData(d, now, wirePn, offset, payload);
+        if (verdict === Accept.Store) this.store(sock.rx, base + DATA_HEADER + (core.storeFrom - offset), core.storeFrom, offset + payload);
+        break;
+      }
+      case FrameType.Ping:
+        core.onPing(d, now, wirePn);
+        break;
+      case FrameType.DoneAck:
+        core.heard(core.links[d], now);
+        core.onDoneAck();
+        break;
+      case FrameType.Abort: {
+        const n = Math.min(v.getUint8(base + OFF_ABORT_TEXT_LEN), len - OFF_ABORT_TEXT);
+        core.onAbort(new TextDecoder().decode(sock.rx.subarray(base + OFF_ABORT_TEXT, base + OFF_ABORT_TEXT + n)));
+        break;
+      }
+      default:
+        core.heard(core.links[d], now);
+    }
+  }
+
+  /** Copies stream bytes [from, to) from a receive slot into the ring, wrapping at its end. */
+  private store(src: Uint8Array, srcOffset: number, from: number, to: number): void {
+    const pos = from % this.ringSize;
+    const len = to - from;
+    const first = Math.min(len, this.ringSize - pos);
+    this.ring.set(src.subarray(srcOffset, srcOffset + first), pos);
+    if (first < len) this.ring.set(src.subarray(srcOffset + first, srcOffset + len), 0);
+  }
+
+  // ---- transmit ------------------------------------------------------------------------
+
+  private transmitAcks(now: number): void {
+    const core = this.core;
+    for (const l of this.links) {
+      const d = l.index;
+      if (!core.ackDue(d, now)) continue;
+      const rl = core.links[d];
+      const base = l.beginAck(core.session, rl.senderLink, rl.pnNext++);
+      if (base < 0) {
+        this.flushLink(l);
+        continue;
+      }
+      const v = l.socket.txView;
+      writeU64(v, base + OFF_ACK_CUM, core.cum);
+      writeU64(v, base + OFF_ACK_LIMIT, core.limit());
+      v.setUint32(base + OFF_ACK_DELAY, core.ackDelayUs(d, now));
+      const rangesBase = base + OFF_ACK_RANGES;
+      const n = core.buildAck(d, now, (i, high, low) => {
+        v.setUint32(rangesBase + i * 8, high);
+        v.setUint32(rangesBase + i * 8 + 4, low);
+      });
+      v.setUint16(base + OFF_ACK_RANGES_N, n);
+      v.setUint16(base + OFF_ACK_RANGES_N + 2, 0);
+      l.commitAck(base, rangesBase + n * 8);
+      this.flushLink(l);
+    }
+  }
+
+  private transmit(now: number): void {
+    const core = this.core;
+    this.transmitAcks(now);
+    for (const l of this.links) {
+      const rl = core.links[l.index];
+      if (core.doneDue(l.index, now)) l.sendDone(core.session, rl.senderLink, core.doneTotal, core.doneCrc);
+      this.flushLink(l);
+    }
+  }
+
+  private flushLink(l: Link): void {
+    if (l.socket.txPending() === 0) return;
+    try {
+      l.socket.flush();
+    } catch {
+      l.down = true;
+    }
+  }
+
+  private sleep(now: number): void {
+    const p = this.poller;
+    let n = 0;
+    for (const l of this.links) p.set(n++, l.socket.fd, POLLIN | (l.socket.txPending() > 0 ? POLLOUT : 0));
+    p.set(n++, this.wakeFd, POLLIN);
+    p.count = n;
+    const timeout = Math.max(0, Math.min(50, Math.ceil(this.core.nextTimeout(now) - now)));
+    p.wait(timeout);
+    drainEventFd(this.wakeFd);
+  }
+
+  statistics(now: number) {
+    const core = this.core;
+    const st = this.output.status();
+    return {
+      role: "receive" as const,
+      elapsedMs: now - this.started,
+      inputBytes: st.written,
+      wireBytes: core.cum,
+      output: { chunks: st.chunks, lz4Chunks: st.lz4Chunks, stallMs: st.stallMs },
+      links: this.links.map((l) => {
+        const c = core.links[l.index];
+        l.kernelDrops += l.socket.kernelDrops();
+        return {
+          device: l.name,
+          state: c.senderLink < 0 ? "unused" : "up",
+          framesReceived: c.framesReceived,
+          bytesReceived: c.bytesReceived,
+          duplicates: c.duplicates,
+          acksSent: c.acksSent,
+          badFrames: l.badFrames,
+          foreignFrames: l.foreignFrames,
+          kernelDrops: l.kernelDrops,
+        };
+      }),
+    };
+  }
+
+  private readonly started = performance.now();
+}

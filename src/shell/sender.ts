@@ -1,0 +1,447 @@
+// The sending side's I/O shell: stdin -> records (raw, or lz4 by the compressor pool) ->
+// send ring -> DATA frames on the links, as the protocol core decides. One thread runs the
+// loop; it sleeps in poll() on the sockets, stdin and the pool's eventfd.
+
+import { FrameType, FrameCrc, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK_RANGES, OFF_ACK_RANGES_N,
+  OFF_DONE_CRC, OFF_DONE_TOTAL, OFF_HELLO_INSTANCE, OFF_HELLO_MTU, OFF_HELLO_WINDOW, OFF_LINK,
+  OFF_SESSION, OFF_TYPE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, FEATURE_LZ4, readU64, verifyFrame } from "../wire";
+import { SenderCore, Phase, LinkState } from "../core/sender";
+import { defaultTiming } from "../core/timing";
+import { openLinks, type Link } from "./links";
+import { Poller, POLLIN, POLLOUT, POLLHUP, POLLERR, addressOf, createEventFd, drainEventFd, readFd, setPipeSize, describeErrno } from "../../ffi/libc";
+import { CompressPool } from "../compress-pool";
+import { KIND_RAW, RECORD_HEADER, END_RECORD, writeHeader as writeRecordHeader, writeEnd, crc32Combine } from "../record";
+import { L2Error, EXIT_TRANSFER } from "../errors";
+import type { Options } from "../cli";
+import { memoryPlan } from "./memory";
+import { Reporter } from "./report";
+import { Interrupts } from "./interrupts";
+
+/** A partial chunk goes out after this much quiet on stdin. */
+const FLUSH_QUIET_MS = 2;
+const STDIN = 0;
+
+export async function runSender(opts: Options, interrupts: Interrupts): Promise<number> {
+  const plan = memoryPlan(opts);
+  const links = openLinks(opts.devices, { rcvBuf: 4 << 20, sndBuf: plan.sndBuf });
+  const wakeFd = createEventFd();
+  let pool: CompressPool | null = null;
+  if (opts.compressors > 0) {
+    pool = await CompressPool.create({ workers: opts.compressors, chunkSize: plan.chunkSize, slots: plan.poolSlots, wakeFd });
+  }
+  try {
+    return await new SenderLoop(opts, links, pool, wakeFd, plan.ringSize, plan.chunkSize, interrupts).run();
+  } finally {
+    pool?.close();
+    for (const l of links) l.socket.close();
+  }
+}
+
+class SenderLoop {
+  private readonly ring: Uint8Array;
+  private readonly ringView: DataView;
+  private readonly ringPtr: number;
+  private readonly ringCrc: FrameCrc;
+  private readonly core: SenderCore;
+  private readonly session: number;
+  private readonly poller: Poller;
+  private readonly scratch = new Uint8Array(END_RECORD);
+  private readonly scratchView = new DataView(this.scratch.buffer);
+  private readonly reporter: Reporter;
+
+  // Input side
+  private appended = 0;
+  private total = 0;
+  private streamCrc = 0;
+  private eof = false;
+  private endQueued = false;
+  /** Open raw record: wire offset of its header, bytes of body so far. */
+  private rawStart = -1;
+  private poolSlot = -1;
+  private filled = 0;
+  private lastRead = 0;
+  private heldRecord = -1;
+  private stdinIdleMs = 0;
+
+  constructor(
+    private readonly opts: Options,
+    private readonly links: Link[],
+    private readonly pool: CompressPool | null,
+    private readonly wakeFd: number,
+    private readonly ringSize: number,
+    private readonly chunkSize: number,
+    private readonly interrupts: Interrupts,
+  ) {
+    this.ring = new Uint8Array(new ArrayBuffer(ringSize));
+    this.ringView = new DataView(this.ring.buffer);
+    this.ringPtr = addressOf(this.ring);
+    this.ringCrc = new FrameCrc(this.ring);
+    const now = performance.now();
+    const timing = defaultTiming(opts.timeoutMs);
+    timing.waitMs = opts.waitMs;
+    this.core = new SenderCore({
+      linkCount: links.length,
+      mtus: links.map((l) => l.device.mtu),
+      weights: opts.weights,
+      ringSize,
+      maxCwnd: Math.min(8 << 20, ringSize / 2),
+      timing,
+      now,
+    });
+    this.session = (crypto.getRandomValues(new Uint32Array(1))[0] | 1) >>> 0;
+    this.poller = new Poller(links.length + 2);
+    setPipeSize(STDIN, 1 << 20);
+    this.reporter = new Reporter(opts, "send", now);
+  }
+
+  async run(): Promise<number> {
+    const core = this.core;
+    const name = (i: number) => this.links[i].name;
+    let lastYield = performance.now();
+    for (;;) {
+      let now = performance.now();
+      this.receive(now);
+      if (core.phase === Phase.Transfer || core.phase === Phase.Finishing) this.readInput(now);
+      core.tick(now, name);
+      this.transmit(now);
+
+      if (core.phase === Phase.Done) {
+        this.transmit(now);
+        this.reporter.finish(this.statistics(now), true);
+        return 0;
+      }
+      if (core.phase === Phase.Failed) return this.abort(core.failure ?? "failed", core.exitCode);
+
+      // Let signal handlers and worker messages in now and then.
+      if (now - lastYield > 20) {
+        await Bun.sleep(0);
+        lastYield = performance.now();
+        const sig = this.interrupts.pending();
+        if (sig) return this.abort(`interrupted by ${sig}`, this.interrupts.exitCode());
+        this.reporter.progress(now, () => this.statistics(now));
+      }
+      now = performance.now();
+      this.sleep(now);
+    }
+  }
+
+  private abort(reason: string, code: number): number {
+    for (let round = 0; round < 3; round++) {
+      for (const l of this.links) {
+        if (!l.peerKnown) continue;
+        l.sendAbort(this.session, l.index, code, reason);
+        this.flushLink(l);
+      }
+    }
+    this.reporter.finish(this.statistics(performance.now()), false, reason);
+    throw new L2Error(reason, code);
+  }
+
+  // ---- receive -------------------------------------------------------------------------
+
+  private receive(now: number): void {
+    for (const l of this.links) {
+      const sock = l.socket;
+      for (let burst = 0; burst < 8; burst++) {
+        const n = sock.recv();
+        if (n === 0) break;
+        for (let i = 0; i < n; i++) this.onFrame(l, sock.rxOffset(i), sock.rxLength(i), now);
+        if (n < sock.batch) break;
+      }
+    }
+  }
+
+  private onFrame(l: Link, base: number, received: number, now: number): void {
+    const sock = l.socket;
+    const v = sock.rxView;
+    const len = verifyFrame(v, l.rxCrc, base, received);
+    if (len === 0) {
+      l.badFrames++;
+      return;
+    }
+    const type = v.getUint8(base + OFF_TYPE);
+    if (v.getUint32(base + OFF_SESSION) !== this.session || v.getUint8(base + OFF_LINK) !== l.index) {
+      l.foreignFrames++;
+      return;
+    }
+    const core = this.core;
+    if (type === FrameType.HelloAck) {
+      const accepted = core.onHelloAck(
+        l.index, now, v.getUint16(base + OFF_HELLO_MTU), v.getUint32(base + OFF_HELLO_INSTANCE), v.getUint32(base + OFF_HELLO_WINDOW),
+      );
+      if (!accepted) {
+        // Another receiver answered our broadcast: tell it to go back to listening.
+        l.sendSimple(FrameType.Reject, this.session, l.index, 0, sock.rx.subarray(base + 6, base + 12));
+        l.foreignFrames++;
+      } else if (!l.peerKnown) l.setPeer(sock.rx, base + 6);
+      return;
+    }
+    if (!l.peerKnown || !l.samePeer(sock.rx, base + 6)) {
+      l.foreignFrames++;
+      return;
+    }
+    core.onHeard(l.index, now);
+    switch (type) {
+      case FrameType.Ack: {
+        const n = Math.min(v.getUint16(base + OFF_ACK_RANGES_N), (len - OFF_ACK_RANGES) >> 3);
+        const rangesBase = base + OFF_ACK_RANGES;
+        core.onAck(
+          l.index, now, readU64(v, base + OFF_ACK_CUM), readU64(v, base + OFF_ACK_LIMIT), v.getUint32(base + OFF_ACK_DELAY) / 1000,
+          Math.max(0, n), (i, high) => v.getUint32(rangesBase + i * 8 + (high ? 0 : 4)),
+        );
+        break;
+      }
+      case FrameType.Done:
+        core.onDone(now, readU64(v, base + OFF_DONE_TOTAL), v.getUint32(base + OFF_DONE_CRC));
+        break;
+      case FrameType.Abort: {
+        const n = Math.min(v.getUint8(base + OFF_ABORT_TEXT_LEN), len - OFF_ABORT_TEXT);
+        core.onAbort(new TextDecoder().decode(sock.rx.subarray(base + OFF_ABORT_TEXT, base + OFF_ABORT_TEXT + n)));
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  // ---- input ---------------------------------------------------------------------------
+
+  private ringFree(): number {
+    return this.core.cumAcked + this.ringSize - this.appended;
+  }
+
+  private readInput(now: number): void {
+    if (this.endQueued) return;
+    if (this.pool) this.drainPool();
+    if (!this.eof) {
+      for (let rounds = 0; rounds < 16; rounds++) {
+        const got = this.pool ? this.readIntoPool() : this.readIntoRing();
+        if (got <= 0) break;
+        this.lastRead = now;
+      }
+    }
+    const quiet = now - this.lastRead >= FLUSH_QUIET_MS;
+    if (this.filled > 0 && (this.eof || this.filled >= this.chunkSize || quiet)) this.closeRecord();
+    if (this.pool) this.drainPool();
+    if (this.eof && this.filled === 0 && !this.endQueued) {
+      // A record opened for a read that met EOF holds nothing: forget it.
+      this.rawStart = -1;
+      if (!this.pool || (this.pool.stats().chunks === this.submitted && this.heldRecord < 0)) this.queueEnd();
+    }
+  }
+
+  private submitted = 0;
+
+  /** Reads stdin straight into the ring behind a reserved record header. Returns bytes read. */
+  private readIntoRing(): number {
+    if (this.rawStart < 0) {
+      if (this.ringFree() < RECORD_HEADER + 4096) return 0;
+      this.rawStart = this.appended;
+      this.filled = 0;
+    }
+    const pos = this.rawStart + RECORD_HEADER + this.filled;
+    const free = this.core.cumAcked + this.ringSize - pos;
+    const contiguous = this.ringSize - (pos % this.ringSize);
+    const want = Math.min(this.chunkSize - this.filled, free, contiguous);
+    if (want <= 0) return 0;
+    if (!this.stdinReadable()) return 0;
+    const n = readFd(STDIN, this.ringPtr + (pos % this.ringSize), want);
+    return this.afterRead(n);
+  }
+
+  private readIntoPool(): number {
+    const pool = this.pool!;
+    if (this.poolSlot < 0) {
+      this.poolSlot = pool.acquireInput();
+      if (this.poolSlot < 0) return 0;
+      this.filled = 0;
+    }
+    const want = this.chunkSize - this.filled;
+    if (want <= 0) return 0;
+    if (!this.stdinReadable()) return 0;
+    const n = readFd(STDIN, pool.inputPtr(this.poolSlot) + this.filled, want);
+    return this.afterRead(n);
+  }
+
+  private afterRead(n: number): number {
+    if (n < 0) throw new L2Error(`cannot read stdin: ${describeErrno(-n)}`, EXIT_TRANSFER);
+    if (n === 0) {
+      this.eof = true;
+      return 0;
+    }
+    this.filled += n;
+    return n;
+  }
+
+  /** Is there input right now? Reading a pipe only when poll says so keeps the loop from blocking. */
+  private stdinReadable(): boolean {
+    const p = this.poller;
+    p.set(0, STDIN, POLLIN);
+    p.count = 1;
+    if (p.wait(0) <= 0) return false;
+    return (p.revents(0) & (POLLIN | POLLHUP | POLLERR)) !== 0;
+  }
+
+  private closeRecord(): void {
+    const len = this.filled;
+    this.filled = 0;
+    if (this.pool) {
+      this.pool.submit(this.poolSlot, len);
+      this.poolSlot = -1;
+      this.submitted++;
+      return;
+    }
+    const start = this.rawStart;
+    this.rawStart = -1;
+    const bodyPos = (start + RECORD_HEADER) % this.ringSize;
+    const firstPart = Math.min(len, this.ringSize - bodyPos);
+    let crc = this.ringCrc.of(bodyPos, bodyPos + firstPart);
+    if (firstPart < len) crc = this.ringCrc.of(0, len - firstPart, crc);
+    writeRecordHeader(this.scratchView, 0, KIND_RAW, len, len, crc);
+    this.copyIntoRing(this.scratch, 0, RECORD_HEADER, start);
+    this.noteChunk(crc, len);
+    this.appended = start + RECORD_HEADER + len;
+    this.core.streamAppended(this.appended);
+  }
+
+  private drainPool(): void {
+    const pool = this.pool!;
+    for (;;) {
+      if (this.heldRecord < 0) this.heldRecord = pool.nextDone();
+      const slot = this.heldRecord;
+      if (slot < 0) return;
+      const len = pool.recordLength(slot);
+      if (this.ringFree() < len) return;
+      const rec = pool.recordView(slot);
+      const rv = new DataView(rec.buffer, rec.byteOffset, RECORD_HEADER);
+      this.noteChunk(rv.getUint32(12), rv.getUint32(4));
+      this.copyIntoRing(rec, 0, len, this.appended);
+      this.appended += len;
+      pool.release(slot);
+      this.heldRecord = -1;
+      this.core.streamAppended(this.appended);
+    }
+  }
+
+  private noteChunk(crc: number, rawLen: number): void {
+    this.streamCrc = this.total === 0 ? crc : crc32Combine(this.streamCrc, crc, rawLen);
+    this.total += rawLen;
+  }
+
+  private queueEnd(): void {
+    if (this.ringFree() < END_RECORD) return;
+    writeEnd(this.scratchView, 0, this.total, this.streamCrc);
+    this.copyIntoRing(this.scratch, 0, END_RECORD, this.appended);
+    this.appended += END_RECORD;
+    this.endQueued = true;
+    this.core.streamEnded(this.appended, this.total, this.streamCrc >>> 0);
+  }
+
+  private copyIntoRing(src: Uint8Array, from: number, len: number, wireOffset: number): void {
+    const pos = wireOffset % this.ringSize;
+    const first = Math.min(len, this.ringSize - pos);
+    this.ring.set(src.subarray(from, from + first), pos);
+    if (first < len) this.ring.set(src.subarray(from + first, from + len), 0);
+  }
+
+  // ---- transmit ------------------------------------------------------------------------
+
+  private transmit(now: number): void {
+    const core = this.core;
+    const features = this.pool ? FEATURE_LZ4 : 0;
+    for (const l of this.links) {
+      const i = l.index;
+      if (core.helloDue(i, now)) l.sendHello(this.session, this.links.length, features);
+      if (core.phase === Phase.Done) {
+        if (l.peerKnown) l.sendSimple(FrameType.DoneAck, this.session, i, 0);
+      } else if (core.pingDue(i, now)) {
+        l.sendSimple(FrameType.Ping, this.session, i, core.links[i].pnNext - 1);
+      }
+      for (;;) {
+        if (l.socket.txSlot() < 0) {
+          if (this.flushLink(l) === 0) break;
+          continue;
+        }
+        if (!core.pollData(i, now)) break;
+        const tx = core.tx;
+        const ringOffset = tx.offset % this.ringSize;
+        l.sendData(this.session, i, tx.pn >>> 0, tx.offset, this.ring, this.ringCrc, ringOffset, this.ringPtr, tx.len);
+      }
+      this.flushLink(l);
+    }
+  }
+
+  private flushLink(l: Link): number {
+    if (l.socket.txPending() === 0) return 0;
+    try {
+      return l.socket.flush();
+    } catch (e) {
+      // The device went away or down: the core sees silence and fails over.
+      l.down = true;
+      return 0;
+    }
+  }
+
+  // ---- sleep ---------------------------------------------------------------------------
+
+  private sleep(now: number): void {
+    const core = this.core;
+    const p = this.poller;
+    let n = 0;
+    for (const l of this.links) {
+      p.set(n++, l.socket.fd, POLLIN | (l.socket.txPending() > 0 ? POLLOUT : 0));
+    }
+    p.set(n++, this.wakeFd, POLLIN);
+    const wantInput = (core.phase === Phase.Transfer || core.phase === Phase.Finishing) && !this.eof && !this.endQueued &&
+      (this.pool ? this.poolSlot >= 0 || this.heldRecord < 0 : this.ringFree() > RECORD_HEADER + 4096);
+    if (wantInput) p.set(n++, STDIN, POLLIN);
+    p.count = n;
+    let deadline = core.nextTimeout(now);
+    if (this.filled > 0) deadline = Math.min(deadline, this.lastRead + FLUSH_QUIET_MS);
+    if (this.eof && !this.endQueued) deadline = Math.min(deadline, now + 1);
+    const timeout = Math.max(0, Math.min(50, Math.ceil(deadline - now)));
+    // Data waiting to go out on a link with room: do not sleep at all.
+    const busy = this.links.some((l) => core.links[l.index].state === LinkState.Up) && this.hasSendable();
+    p.wait(busy ? 0 : timeout);
+    drainEventFd(this.wakeFd);
+  }
+
+  private hasSendable(): boolean {
+    const core = this.core;
+    if (core.phase !== Phase.Transfer) return false;
+    if (core.nextNew >= Math.min(core.appended, core.peerLimit)) return false;
+    for (const l of core.links) {
+      if (l.state === LinkState.Up && (l.bytesInFlight === 0 || l.bytesInFlight + l.payloadMax <= l.cwnd)) return true;
+    }
+    return false;
+  }
+
+  statistics(now: number) {
+    const core = this.core;
+    return {
+      role: "send" as const,
+      elapsedMs: core.elapsed(now),
+      inputBytes: this.total,
+      wireBytes: this.appended,
+      compression: this.pool?.stats() ?? null,
+      links: this.links.map((l) => {
+        const c = core.links[l.index];
+        return {
+          device: l.name,
+          state: ["probing", "up", "down"][c.state],
+          mtu: Math.min(l.device.mtu, c.peerMtu || l.device.mtu),
+          framesSent: c.framesSent,
+          bytesSent: c.bytesSent,
+          framesRetransmitted: c.framesRetransmitted,
+          bytesRetransmitted: c.bytesRetransmitted,
+          framesLost: c.framesLost,
+          acksReceived: c.acksReceived,
+          badFrames: l.badFrames,
+          foreignFrames: l.foreignFrames,
+          timesDown: c.timesDown,
+          srttMs: c.hasRtt ? c.srtt : null,
+        };
+      }),
+    };
+  }
+}
