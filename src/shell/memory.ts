@@ -28,7 +28,7 @@ export function memoryPlan(opts: Options): MemoryPlan {
     ringSize,
     chunkSize,
     poolSlots: Math.max(4, opts.compressors * (low ? 2 : 4)),
-    sndBuf: low ? 512 << 10 : 2 << 20,
+    sndBuf: low ? 128 << 10 : 256 << 10,
     rcvBuf: low ? 2 << 20 : 8 << 20,
   };
 }

@@ -4,7 +4,7 @@
 
 import { read, type Pointer } from "bun:ffi";
 import {
-  AF_PACKET, EAFNOSUPPORT, EACCES, EAGAIN, EINTR, ENOBUFS, ENOPROTOOPT, EPERM, IOVEC, MMSGHDR,
+  AF_PACKET, EAFNOSUPPORT, EACCES, EAGAIN, EINTR, ENETDOWN, ENOBUFS, ENOPROTOOPT, EPERM, IOVEC, MMSGHDR,
   MSGHDR, MSG_DONTWAIT, PACKET_IGNORE_OUTGOING, PACKET_STATISTICS, SOCKADDR_LL, SOCK_CLOEXEC,
   SOCK_RAW, SOL_PACKET, SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE, SO_SNDBUF, SO_SNDBUFFORCE,
   TPACKET_STATS, addressOf, asPtr, describeErrno, errno, libc, type LibcSymbols,
@@ -37,7 +37,8 @@ export class PacketSocket {
   readonly batch: number;
   readonly maxFrame: number;
 
-  /** All receive slots; frame i occupies rx[rxOffset(i) .. rxOffset(i) + rxLength(i)). */
+  /** All receive slots; frame i of the last recv() occupies rx[rxOffset(i) ..
+   * rxOffset(i) + rxLength(i)), valid until the next recv(). */
   readonly rx: Uint8Array;
   readonly rxView: DataView;
   /** All transmit header slots, TX_HEADER_SLOT bytes each. */
@@ -67,9 +68,10 @@ export class PacketSocket {
   private readonly txPayloadLen: Int32Array;
   private pending = 0;
 
-  private readonly stats: Uint8Array; // tpacket_stats at 0, socklen_t at 16
-  private readonly statsView: DataView;
-  private readonly statsPtr: number;
+  // sockaddr_ll / tpacket_stats at 0, their socklen_t at 16, setsockopt values at 32
+  private readonly scratch: Uint8Array;
+  private readonly scratchView: DataView;
+  private readonly scratchPtr: number;
   /** Buffer sizes the kernel reports after setup (it doubles the requested values). */
   readonly rcvBufActual: number;
   readonly sndBufActual: number;
@@ -95,9 +97,9 @@ export class PacketSocket {
 
     // All buffers are allocated here once and >= 1 KiB, so the pointers taken below stay valid
     // for the life of the socket (small typed arrays can move; see the notes).
-    this.stats = new Uint8Array(1024);
-    this.statsView = new DataView(this.stats.buffer);
-    this.statsPtr = addressOf(this.stats);
+    this.scratch = new Uint8Array(1024);
+    this.scratchView = new DataView(this.scratch.buffer);
+    this.scratchPtr = addressOf(this.scratch);
 
     // Protocol 0 at creation: no frames are queued before bind() restricts device and ethertype.
     const fd = l.socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
@@ -114,6 +116,8 @@ export class PacketSocket {
     this.fd = fd;
 
     try {
+      // Outgoing frames reach only ETH_P_ALL taps, so binding to 0x88b5 already hides our own;
+      // the option keeps that true should the binding ever widen.
       if (!this.setInt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)) {
         const e = errno();
         throw systemError(
@@ -132,12 +136,12 @@ export class PacketSocket {
       this.rcvBufActual = this.getInt(SOL_SOCKET, SO_RCVBUF);
       this.sndBufActual = this.getInt(SOL_SOCKET, SO_SNDBUF);
 
-      const sv = this.statsView;
-      this.stats.fill(0, 0, SOCKADDR_LL.size);
+      const sv = this.scratchView;
+      this.scratch.fill(0, 0, SOCKADDR_LL.size);
       sv.setUint16(SOCKADDR_LL.family, AF_PACKET, true);
       sv.setUint16(SOCKADDR_LL.protocol, ETHERTYPE_L2PIPE, false); // htons
       sv.setInt32(SOCKADDR_LL.ifindex, dev.ifindex, true);
-      if (l.bind(fd, asPtr(this.statsPtr), SOCKADDR_LL.size) !== 0) {
+      if (l.bind(fd, asPtr(this.scratchPtr), SOCKADDR_LL.size) !== 0) {
         throw this.deviceError("cannot bind", errno());
       }
     } catch (err) {
@@ -191,9 +195,11 @@ export class PacketSocket {
   // ------------------------------------------------------------------ receive
 
   /** Receives up to `batch` frames without blocking; returns how many (0 if none).
-   * A hard error (ENETDOWN when the link goes down, ENXIO when it vanishes) also returns 0 and
-   * is reported by lastError() until the next recv(); the socket stays usable and receives
-   * again once the link is back up. */
+   * A hard error also returns 0 and is reported by lastError() until the next recv(). The
+   * kernel reports ENETDOWN once per outage (to the first recv or send after the device went
+   * down; poll shows POLLERR), possibly after the link is already back: confirm with
+   * lookupDevice(name, { allowDown: true }).up. The socket stays bound and receives again
+   * once the device is up. */
   recv(): number {
     this.lastErr = 0;
     const n = this.l.recvmmsg(this.fd, this.rxMsgsPtr as Pointer, this.batch, MSG_DONTWAIT, null);
@@ -257,9 +263,17 @@ export class PacketSocket {
     if (total === 0) return 0;
     let n = this.l.sendmmsg(this.fd, this.txMsgsPtr as Pointer, total, MSG_DONTWAIT);
     if (n < 0) {
-      const e = read.i32(this.errnoAddr as Pointer, 0);
-      if (e === EAGAIN || e === ENOBUFS || e === EINTR) return 0;
-      throw this.deviceError("send failed", e);
+      let e = read.i32(this.errnoAddr as Pointer, 0);
+      if (e === ENETDOWN) {
+        // The socket error set when the link went down is reported once, by whichever call
+        // comes first, even after the link is back: retry once, a real outage fails again.
+        n = this.l.sendmmsg(this.fd, this.txMsgsPtr as Pointer, total, MSG_DONTWAIT);
+        if (n < 0) e = read.i32(this.errnoAddr as Pointer, 0);
+      }
+      if (n < 0) {
+        if (e === EAGAIN || e === ENOBUFS || e === EINTR) return 0;
+        throw this.deviceError("send failed", e);
+      }
     }
     if (n === total) {
       this.pending = 0;
@@ -279,7 +293,7 @@ export class PacketSocket {
   /** Frames the kernel dropped on receive (socket buffer full) since the previous call. */
   kernelDrops(): number {
     if (!this.readStats()) return 0;
-    return this.statsView.getUint32(TPACKET_STATS.drops, true);
+    return this.scratchView.getUint32(TPACKET_STATS.drops, true);
   }
 
   close(): void {
@@ -314,22 +328,22 @@ export class PacketSocket {
   }
 
   private readStats(): boolean {
-    const sv = this.statsView;
+    const sv = this.scratchView;
     sv.setUint32(16, TPACKET_STATS.size, true);
     return (
-      this.l.getsockopt(this.fd, SOL_PACKET, PACKET_STATISTICS, asPtr(this.statsPtr), asPtr(this.statsPtr + 16)) === 0
+      this.l.getsockopt(this.fd, SOL_PACKET, PACKET_STATISTICS, asPtr(this.scratchPtr), asPtr(this.scratchPtr + 16)) === 0
     );
   }
 
   private setInt(level: number, name: number, value: number): boolean {
-    this.statsView.setInt32(32, value, true);
-    return this.l.setsockopt(this.fd, level, name, asPtr(this.statsPtr + 32), 4) === 0;
+    this.scratchView.setInt32(32, value, true);
+    return this.l.setsockopt(this.fd, level, name, asPtr(this.scratchPtr + 32), 4) === 0;
   }
 
   private getInt(level: number, name: number): number {
-    this.statsView.setUint32(40, 4, true);
-    if (this.l.getsockopt(this.fd, level, name, asPtr(this.statsPtr + 32), asPtr(this.statsPtr + 40)) !== 0) return -1;
-    return this.statsView.getInt32(32, true);
+    this.scratchView.setUint32(40, 4, true);
+    if (this.l.getsockopt(this.fd, level, name, asPtr(this.scratchPtr + 32), asPtr(this.scratchPtr + 40)) !== 0) return -1;
+    return this.scratchView.getInt32(32, true);
   }
 
   private deviceError(what: string, e: number): L2Error {

@@ -20,6 +20,9 @@ import { Interrupts } from "./interrupts";
 /** A partial chunk goes out after this much quiet on stdin. */
 const FLUSH_QUIET_MS = 2;
 const STDIN = 0;
+const READ_PER_TURN = 16 << 20;
+/** DATA frames a link may queue before the next link gets its turn. */
+const TURN_FRAMES = 8;
 
 export async function runSender(opts: Options, interrupts: Interrupts): Promise<number> {
   const plan = memoryPlan(opts);
@@ -61,7 +64,8 @@ class SenderLoop {
   private filled = 0;
   private lastRead = 0;
   private heldRecord = -1;
-  private stdinIdleMs = 0;
+  private firstLink = 0;
+
 
   constructor(
     private readonly opts: Options,
@@ -213,12 +217,17 @@ class SenderLoop {
   private readInput(now: number): void {
     if (this.endQueued) return;
     if (this.pool) this.drainPool();
-    if (!this.eof) {
-      for (let rounds = 0; rounds < 16; rounds++) {
-        const got = this.pool ? this.readIntoPool() : this.readIntoRing();
-        if (got <= 0) break;
+    // Read a bounded amount per turn so acknowledgements and sending keep their pace.
+    for (let bytes = 0; !this.eof && bytes < READ_PER_TURN; ) {
+      const got = this.pool ? this.readIntoPool() : this.readIntoRing();
+      if (got > 0) {
+        bytes += got;
         this.lastRead = now;
       }
+      if (this.filled >= this.chunkSize) {
+        this.closeRecord();
+        if (this.pool) this.drainPool();
+      } else if (got <= 0) break;
     }
     const quiet = now - this.lastRead >= FLUSH_QUIET_MS;
     if (this.filled > 0 && (this.eof || this.filled >= this.chunkSize || quiet)) this.closeRecord();
@@ -357,18 +366,34 @@ class SenderLoop {
       } else if (core.pingDue(i, now)) {
         l.sendSimple(FrameType.Ping, this.session, i, core.links[i].pnNext - 1);
       }
-      for (;;) {
-        if (l.socket.txSlot() < 0) {
-          if (this.flushLink(l) === 0) break;
-          continue;
-        }
-        if (!core.pollData(i, now)) break;
-        const tx = core.tx;
-        const ringOffset = tx.offset % this.ringSize;
-        l.sendData(this.session, i, tx.pn >>> 0, tx.offset, this.ring, this.ringCrc, ringOffset, this.ringPtr, tx.len);
-      }
-      this.flushLink(l);
     }
+    // Links take turns a few frames at a time, so each gets data as fast as it drains
+    // rather than the first in the list filling its queue with everything.
+    const n = this.links.length;
+    this.firstLink = (this.firstLink + 1) % n;
+    for (let round = 0; round < 256; round++) {
+      let progress = false;
+      for (let k = 0; k < n; k++) {
+        const l = this.links[(this.firstLink + k) % n];
+        if (this.fillLink(l, now, TURN_FRAMES) > 0) progress = true;
+      }
+      if (!progress) break;
+    }
+    for (const l of this.links) this.flushLink(l);
+  }
+
+  /** Queues up to max DATA frames on a link, flushing its batch when full; returns frames queued. */
+  private fillLink(l: Link, now: number, max: number): number {
+    const core = this.core;
+    let queued = 0;
+    while (queued < max) {
+      if (l.socket.txSlot() < 0 && this.flushLink(l) === 0) break;
+      if (!core.pollData(l.index, now)) break;
+      const tx = core.tx;
+      l.sendData(this.session, l.index, tx.pn >>> 0, tx.offset, this.ring, this.ringCrc, tx.offset % this.ringSize, this.ringPtr, tx.len);
+      queued++;
+    }
+    return queued;
   }
 
   private flushLink(l: Link): number {

@@ -1,0 +1,123 @@
+// The compiled binary end to end over veth pairs between network namespaces: exact output,
+// both sides exit 0, across sizes, link counts, MTUs and shaped links.
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cleanupAll, createTopology, makeRandomFile, type Topology } from "./support/netns";
+import { describe as verdict, scratchDir, transfer } from "./support/transfer";
+
+const scratch = scratchDir();
+afterAll(async () => {
+  await cleanupAll();
+  scratch.remove();
+});
+
+async function file(name: string, bytes: number): Promise<string> {
+  const path = `${scratch.dir}/${name}`;
+  await makeRandomFile(path, bytes);
+  return path;
+}
+
+function expectExact(r: Awaited<ReturnType<typeof transfer>>) {
+  expect(verdict(r)).toContain("sha equal");
+  expect(r.sender.code).toBe(0);
+  expect(r.receiver.code).toBe(0);
+  expect(r.outSha).toBe(r.inSha);
+  // Without -v or -p a successful run says nothing.
+  expect(r.sender.stderr).toBe("");
+  expect(r.receiver.stderr).toBe("");
+}
+
+describe("sizes over one link, MTU 1500", () => {
+  let topo: Topology;
+  beforeAll(async () => {
+    topo = await createTopology([{ mtu: 1500 }]);
+  });
+  afterAll(() => topo.cleanup());
+  // MTU 1500 carries 1470 payload bytes per DATA frame.
+  for (const size of [0, 1, 1469, 1471, 1500 - 1, 1500 + 1, (1 << 20) + 1]) {
+    test(`${size} bytes`, async () => {
+      const r = await transfer(topo, { input: await file(`s${size}`, size), senderArgs: ["-0"], timeoutMs: 20_000 });
+      expectExact(r);
+    });
+  }
+  test("1 MiB+1 compressed (default options)", async () => {
+    const r = await transfer(topo, { input: await file("c1m", (1 << 20) + 1), timeoutMs: 20_000 });
+    expectExact(r);
+  });
+});
+
+describe("link counts and MTUs", () => {
+  test("256 MiB over one link at MTU 9000", async () => {
+    const topo = await createTopology([{ mtu: 9000 }]);
+    try {
+      const r = await transfer(topo, { input: await file("big", 256 << 20), senderArgs: ["-0"], timeoutMs: 90_000 });
+      expectExact(r);
+    } finally {
+      await topo.cleanup();
+    }
+  });
+  for (const [count, mtus] of [
+    [2, [1500, 1500]],
+    [3, [9000, 1500, 9000]],
+    [10, [1500, 9000, 1500, 9000, 1500, 9000, 1500, 9000, 1500, 9000]],
+  ] as const) {
+    test(`${count} links, MTU ${[...new Set(mtus)].join("/")}`, async () => {
+      const topo = await createTopology(mtus.map((mtu) => ({ mtu })));
+      try {
+        const r = await transfer(topo, { input: await file(`l${count}`, 32 << 20), senderArgs: ["-0", "-v"], timeoutMs: 60_000 });
+        expect(r.sender.code).toBe(0);
+        expect(r.receiver.code).toBe(0);
+        expect(r.outSha).toBe(r.inSha);
+        // Every link carried part of the stream.
+        for (const dev of topo.devsA) expect(r.sender.stderr).toMatch(new RegExp(`${dev}: up mtu \\d+ [1-9]\\d* frames sent`));
+      } finally {
+        await topo.cleanup();
+      }
+    });
+  }
+  test("receiver devices listed in another order than the sender's", async () => {
+    const topo = await createTopology([{ mtu: 1500 }, { mtu: 9000 }, { mtu: 1500 }]);
+    try {
+      const r = await transfer(topo, {
+        input: await file("perm", 8 << 20),
+        receiverDevs: [topo.devsB[2], topo.devsB[0], topo.devsB[1]],
+        timeoutMs: 30_000,
+      });
+      expectExact(r);
+    } finally {
+      await topo.cleanup();
+    }
+  });
+});
+
+describe("shaped links 200/400/400 Mbit", () => {
+  const SUM_MBIT = 1000;
+  for (const weights of [null, "1.2.2"]) {
+    test(`goodput >= 85% of the sum with ${weights ? `-a ${weights}` : "default scheduling"}`, async () => {
+      const topo = await createTopology([
+        { mtu: 1500, rateMbit: 200 },
+        { mtu: 1500, rateMbit: 400 },
+        { mtu: 1500, rateMbit: 400 },
+      ]);
+      try {
+        const bytes = 160 << 20;
+        const input = await file(`shaped${weights ?? ""}`, bytes);
+        const r = await transfer(topo, {
+          input,
+          senderArgs: ["-0", "-v", ...(weights ? ["-a", weights] : [])],
+          timeoutMs: 60_000,
+        });
+        expect(r.sender.code).toBe(0);
+        expect(r.receiver.code).toBe(0);
+        expect(r.outSha).toBe(r.inSha);
+        // The sender's own elapsed time, from its summary line, excludes process start-up.
+        const secs = Number(/done in ([\d.]+) s/.exec(r.sender.stderr)?.[1]);
+        const mbit = (bytes * 8) / 1e6 / secs;
+        console.log(`shaped ${weights ?? "default"}: ${mbit.toFixed(0)} Mbit/s of ${SUM_MBIT} (${secs.toFixed(2)} s)`);
+        expect(mbit).toBeGreaterThanOrEqual(0.85 * SUM_MBIT);
+      } finally {
+        await topo.cleanup();
+      }
+    });
+  }
+});
