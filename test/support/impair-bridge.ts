@@ -12,8 +12,12 @@
 // Other: --pool N (frames buffered, default 4096), --batch N (default 64).
 // Prints "ready" once both sockets are open; writes counters as JSON to --stats on SIGTERM,
 // SIGINT and exit.
+//
+// Also, for measuring it: `probe-send --dev D --count N --size S --rate MBIT` and
+// `probe-recv --dev D --count N [--idle MS] [--verify 0|1]` (see runProbe).
 
 import { dlopen, type Pointer } from "bun:ffi";
+import { writeFileSync } from "node:fs";
 import { POLLIN, POLLOUT, Poller, addressOf } from "../../ffi/libc";
 import { lookupDevice } from "../../src/shell/device";
 import { PacketSocket } from "../../src/shell/packet-socket";
@@ -46,8 +50,12 @@ export interface BridgeStats {
   ba: ImpairCounters;
   a: SocketStats;
   b: SocketStats;
-  /** Times reading paused because every pool buffer was in use. */
-  poolFull: number;
+  /** Receive passes skipped because the frame pool was (nearly) all held or queued. */
+  poolStarved: number;
+  /** CPU time (user + system) the bridge used from ready to stop. */
+  cpuMs: number;
+  /** Longest time between two passes of the loop beyond the poll wait (scheduling, GC). */
+  maxStallMs: number;
 }
 
 // ------------------------------------------------------------------ option text
@@ -231,6 +239,7 @@ class Direction implements FrameHost {
   private committed = 0;
   rxFrames = 0;
   txFrames = 0;
+  starved = 0;
   private readonly rxAddr: number;
 
   constructor(
@@ -271,14 +280,21 @@ class Direction implements FrameHost {
     return this.qlen > 0;
   }
 
+  /** Room for a whole batch plus a duplicate of each frame in it, so alloc() cannot fail. */
+  get canReceive(): boolean {
+    return this.pool.available >= 2 * this.rx.batch;
+  }
+
   /** Reads up to `maxBatches` batches; returns frames read. */
   receive(now: number, maxBatches: number): number {
     const pool = this.pool, rx = this.rx, rxPtr = this.rxAddr;
     let total = 0;
-    for (let b = 0; b < maxBatches && pool.available >= rx.batch; b++) {
+    if (!this.canReceive) this.starved++;
+    for (let b = 0; b < maxBatches && this.canReceive; b++) {
       const n = rx.recv();
       for (let i = 0; i < n; i++) {
         const h = pool.alloc();
+        if (h < 0) throw new Error("impair-bridge: frame pool exhausted (bug: canReceive reserves room)");
         const len = rx.rxLength(i);
         mem.memcpy((pool.addr + h * pool.stride) as Pointer, (rxPtr + rx.rxOffset(i)) as Pointer, len);
         pool.len[h] = len;
@@ -320,18 +336,21 @@ class Direction implements FrameHost {
   }
 }
 
+/** Runs until SIGTERM/SIGINT; returns the counters and writes them to args.stats (also when a
+ * socket fails mid-run). */
 export async function runBridge(args: ParsedArgs): Promise<BridgeStats> {
   const devA = lookupDevice(args.a), devB = lookupDevice(args.b);
   // VLAN tag room on top of the MTU; larger frames would be cut by the socket.
   const maxFrame = Math.max(devA.mtu, devB.mtu) + 18;
-  const sockOpts = { batch: args.batch, maxFrame, rcvBuf: 8 << 20, sndBuf: 8 << 20 };
+  // A deep receive buffer rides out JIT warm-up and scheduling hiccups on a shared 2-core box.
+  const sockOpts = { batch: args.batch, maxFrame, rcvBuf: 32 << 20, sndBuf: 8 << 20 };
   const sa = PacketSocket.open(devA, sockOpts);
   const sb = PacketSocket.open(devB, sockOpts);
   const pool = new Pool(args.pool, maxFrame);
   const ab = new Direction(pool, sa, sb, args.ab, deriveSeed(args.seed, 0));
   const ba = new Direction(pool, sb, sa, args.ba, deriveSeed(args.seed, 1));
   const poller = new Poller(2);
-  let kernelDropsA = 0, kernelDropsB = 0, poolFull = 0;
+  let kernelDropsA = 0, kernelDropsB = 0, maxStall = 0;
 
   let running = true;
   const stop = () => {
@@ -340,63 +359,78 @@ export async function runBridge(args: ParsedArgs): Promise<BridgeStats> {
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
 
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
   ab.imp.setStart(start);
   ba.imp.setStart(start);
   process.stdout.write("ready\n");
 
-  let nextYield = start + 2;
-  let nextStats = start + 1000;
-  while (running) {
-    const now = performance.now();
-    ab.imp.poll(now);
-    ba.imp.poll(now);
-    // Keep a batch of buffers per direction in reserve, so one side cannot starve the other.
-    const got = ab.receive(now, 4) + ba.receive(now, 4);
+  let stats: BridgeStats | undefined;
+  try {
+    let nextYield = start + 2;
+    let nextStats = start + 1000;
+    while (running) {
+      const now = performance.now();
+      let waited = 0;
+      ab.imp.poll(now);
+      ba.imp.poll(now);
+      const got = ab.receive(now, 4) + ba.receive(now, 4);
+      ab.pump();
+      ba.pump();
+
+      if (got === 0) {
+        const deadline = Math.min(ab.imp.nextDeadline(), ba.imp.nextDeadline());
+        // Capped so the loop still yields to the event loop, which delivers the signals.
+        const timeout = deadline === Infinity ? 20 : Math.max(0, Math.min(20, Math.ceil(deadline - now)));
+        // Without a batch of free buffers, leave frames in the socket (its buffer absorbs them).
+        poller.set(0, sa.fd, (ab.canReceive ? POLLIN : 0) | (ba.blocked ? POLLOUT : 0));
+        poller.set(1, sb.fd, (ba.canReceive ? POLLIN : 0) | (ab.blocked ? POLLOUT : 0));
+        if (timeout > 0) {
+          const t = performance.now();
+          poller.wait(timeout);
+          waited = performance.now() - t;
+        }
+      }
+      if (now >= nextYield) {
+        await new Promise((r) => setImmediate(r));
+        nextYield = performance.now() + 2;
+        if (now >= nextStats) {
+          // PACKET_STATISTICS resets on read: accumulate.
+          kernelDropsA += sa.kernelDrops();
+          kernelDropsB += sb.kernelDrops();
+          nextStats = now + 1000;
+        }
+      }
+      const busy = performance.now() - now - waited;
+      if (busy > maxStall) maxStall = busy;
+    }
     ab.pump();
     ba.pump();
-    if (pool.available < 2 * args.batch) poolFull++;
-
-    if (got === 0) {
-      const deadline = Math.min(ab.imp.nextDeadline(), ba.imp.nextDeadline());
-      // Short cap: the loop must also yield to the event loop for signals.
-      const timeout = deadline === Infinity ? 20 : Math.max(0, Math.min(20, Math.ceil(deadline - now)));
-      const roomA = pool.available >= sa.batch, roomB = pool.available >= sb.batch;
-      poller.set(0, sa.fd, (roomA ? POLLIN : 0) | (ba.blocked ? POLLOUT : 0));
-      poller.set(1, sb.fd, (roomB ? POLLIN : 0) | (ab.blocked ? POLLOUT : 0));
-      if (timeout > 0) poller.wait(timeout);
-    }
-    if (now >= nextYield) {
-      await new Promise((r) => setImmediate(r));
-      nextYield = performance.now() + 2;
-      if (now >= nextStats) {
-        // PACKET_STATISTICS resets on read: accumulate.
-        kernelDropsA += sa.kernelDrops();
-        kernelDropsB += sb.kernelDrops();
-        nextStats = now + 1000;
-      }
-    }
+  } finally {
+    kernelDropsA += sa.kernelDrops();
+    kernelDropsB += sb.kernelDrops();
+    stats = {
+      seed: args.seed,
+      elapsedMs: performance.now() - start,
+      ab: { ...ab.imp.counters },
+      ba: { ...ba.imp.counters },
+      a: { rxFrames: ab.rxFrames, txFrames: ba.txFrames, kernelDrops: kernelDropsA },
+      b: { rxFrames: ba.rxFrames, txFrames: ab.txFrames, kernelDrops: kernelDropsB },
+      poolStarved: ab.starved + ba.starved,
+      maxStallMs: maxStall,
+      cpuMs: (() => {
+        const c = process.cpuUsage(cpu0);
+        return (c.user + c.system) / 1000;
+      })(),
+    };
+    ab.discard();
+    ba.discard();
+    sa.close();
+    sb.close();
+    process.off("SIGTERM", stop);
+    process.off("SIGINT", stop);
+    if (args.stats) writeFileSync(args.stats, JSON.stringify(stats, null, 2) + "\n");
   }
-
-  ab.pump();
-  ba.pump();
-  kernelDropsA += sa.kernelDrops();
-  kernelDropsB += sb.kernelDrops();
-  const stats: BridgeStats = {
-    seed: args.seed,
-    elapsedMs: performance.now() - start,
-    ab: { ...ab.imp.counters },
-    ba: { ...ba.imp.counters },
-    a: { rxFrames: ab.rxFrames, txFrames: ba.txFrames, kernelDrops: kernelDropsA },
-    b: { rxFrames: ba.rxFrames, txFrames: ab.txFrames, kernelDrops: kernelDropsB },
-    poolFull,
-  };
-  ab.discard();
-  ba.discard();
-  sa.close();
-  sb.close();
-  process.off("SIGTERM", stop);
-  process.off("SIGINT", stop);
   return stats;
 }
 
@@ -475,7 +509,7 @@ export interface ProbeRecvArgs {
 }
 
 export interface ProbeResult {
-  /** Frames with the probe magic, intact or not. */
+  /** Frames received, intact or not. */
   received: number;
   distinct: number;
   dups: number;
@@ -513,12 +547,12 @@ export function runProbeRecv(a: ProbeRecvArgs, onReady?: () => void): ProbeResul
     const now = performance.now();
     for (let i = 0; i < n; i++) {
       const o = sock.rxOffset(i), len = sock.rxLength(i);
-      if (len < 26 || v.getUint32(o + 14) !== PROBE_MAGIC) continue;
+      // Every 0x88b5 frame on this link is a probe: a bad magic is a corrupted one.
       if (r.received++ === 0) first = now;
       last = now;
       r.bytes += len;
-      const seq = v.getUint32(o + 18);
-      let ok = seq === ~v.getUint32(o + 22) >>> 0 && seq < a.count;
+      const seq = len >= 26 ? v.getUint32(o + 18) : -1;
+      let ok = len >= 26 && v.getUint32(o + 14) === PROBE_MAGIC && seq === ~v.getUint32(o + 22) >>> 0 && seq < a.count;
       if (ok && a.verify) {
         for (let k = 26; k < len; k++) {
           if (rx[o + k] !== probeByte(seq, k)) {
@@ -588,13 +622,133 @@ function probeMain(mode: string, argv: string[]): void {
 
 const SELF = import.meta.path;
 
+/** Command that runs this file with the current Bun: [bun, path, ...args]. */
+export function bridgeCommand(args: string[]): string[] {
+  return [process.execPath, SELF, ...args];
+}
+
+type Child = Bun.Subprocess<"ignore", "pipe", "pipe">;
+
+/** Collects a child's stdout in the background, so it never blocks on a full pipe. */
+class ChildOutput {
+  text = "";
+  private closed = false;
+  private wake: (() => void) | null = null;
+  readonly done: Promise<void>;
+
+  constructor(private readonly p: Child) {
+    this.done = (async () => {
+      const dec = new TextDecoder();
+      for await (const chunk of p.stdout) {
+        this.text += dec.decode(chunk, { stream: true });
+        this.wake?.();
+      }
+      this.closed = true;
+      this.wake?.();
+    })();
+  }
+
+  /** Waits for a line equal to `line`; throws with the child's stderr if it exits first. */
+  async waitLine(line: string, timeoutMs: number, what: string): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (!this.text.split("\n").includes(line)) {
+      if (this.closed || Date.now() > until) {
+        this.p.kill("SIGKILL");
+        await this.p.exited;
+        const err = await new Response(this.p.stderr).text();
+        throw new Error(`${what}: no "${line}" (exit ${this.p.exitCode ?? this.p.signalCode}): ${err.trim()}`);
+      }
+      await new Promise<void>((r) => {
+        this.wake = r;
+        setTimeout(r, 50);
+      });
+    }
+  }
+
+  /** The last non-empty line once the child has exited; throws on a non-zero exit. */
+  async lastLine(what: string): Promise<string> {
+    const code = await this.p.exited;
+    await this.done;
+    if (code !== 0) throw new Error(`${what} exited with ${code}: ${(await new Response(this.p.stderr).text()).trim()}`);
+    return this.text.trim().split("\n").pop() ?? "";
+  }
+}
+
 /** Runs the bridge in topo.nsM between midA[link] and midB[link]; stop() returns its counters. */
 export async function startBridge(
   topo: Topology,
   link: number,
   opts: BridgeOptions,
 ): Promise<{ stop(): Promise<BridgeStats> }> {
-  throw new Error("not yet");
+  const a = topo.midA[link], b = topo.midB[link];
+  if (!topo.nsM || !a || !b) throw new Error(`startBridge: link ${link} of topology ${topo.id} has no middle namespace`);
+  const statsFile = `/tmp/impair-bridge-${topo.id}-${link}-${process.pid}-${Date.now()}.json`;
+  const p = topo.spawn(topo.nsM, bridgeCommand(["--a", a, "--b", b, ...bridgeArgs(opts), "--stats", statsFile]), {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const out = new ChildOutput(p);
+  await out.waitLine("ready", 10000, "impair-bridge");
+  let stopped: Promise<BridgeStats> | null = null;
+  return {
+    stop() {
+      stopped ??= (async () => {
+        p.kill("SIGTERM");
+        const code = await p.exited;
+        await out.done;
+        const file = Bun.file(statsFile);
+        if (code !== 0 || !(await file.exists())) {
+          const err = await new Response(p.stderr).text();
+          throw new Error(`impair-bridge exited with ${code}: ${err.trim()}`);
+        }
+        const stats = (await file.json()) as BridgeStats;
+        await file.unlink();
+        return stats;
+      })();
+      return stopped;
+    },
+  };
+}
+
+export interface ProbeRun {
+  /** Sender side: namespace and device. */
+  fromNs: string;
+  fromDev: string;
+  toNs: string;
+  toDev: string;
+  count: number;
+  size: number;
+  rateMbit: number;
+  verify?: boolean;
+  idleMs?: number;
+  /** Called once the receiver is ready, before the sender starts (e.g. to start a bridge). */
+  beforeSend?: () => Promise<void>;
+}
+
+/** Sends `count` numbered frames from one namespace and counts what arrives in the other. */
+export async function runProbe(
+  topo: Topology,
+  r: ProbeRun,
+): Promise<{ send: { sent: number; ms: number }; recv: ProbeResult }> {
+  const rx = topo.spawn(
+    r.toNs,
+    bridgeCommand(["probe-recv", "--dev", r.toDev, "--count", String(r.count), "--idle", String(r.idleMs ?? 400),
+      "--max", "20000", "--verify", r.verify === false ? "0" : "1"]),
+    { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+  );
+  const rxOut = new ChildOutput(rx);
+  await rxOut.waitLine("ready", 10000, "probe-recv");
+  await r.beforeSend?.();
+  const tx = await topo.exec(r.fromNs, bridgeCommand(["probe-send", "--dev", r.fromDev, "--count", String(r.count),
+    "--size", String(r.size), "--rate", String(r.rateMbit)]));
+  if (tx.code !== 0) {
+    rx.kill("SIGKILL");
+    throw new Error(`probe-send exited with ${tx.code}: ${tx.stderr.trim()}`);
+  }
+  const send = JSON.parse(tx.stdout.trim().split("\n").pop()!) as { sent: number; ms: number };
+  const recv = JSON.parse(await rxOut.lastLine("probe-recv")) as ProbeResult;
+  return { send, recv };
 }
 
 if (import.meta.main) {
@@ -616,8 +770,7 @@ if (import.meta.main) {
     process.exit(2);
   }
   try {
-    const stats = await runBridge(args);
-    if (args.stats) await Bun.write(args.stats, JSON.stringify(stats, null, 2) + "\n");
+    await runBridge(args);
     process.exit(0);
   } catch (e) {
     process.stderr.write(`impair-bridge: ${(e as Error).message}\n`);

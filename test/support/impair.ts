@@ -3,10 +3,12 @@
 // that needs a random number draws it from one seeded stream, so a seed replays the same faults
 // for the same input sequence.
 //
-// Stage order for each offered frame (like netem, rate after delay-free stages):
+// Stages, in order, for each offered frame:
 //   blackout -> burst loss -> random loss -> duplicate -> corrupt (original only)
-//   -> reorder (hold back) -> rate cap (token bucket, queue or drop) + fixed delay -> emit
-// Frames are opaque handles owned by a FrameHost; the impairment never allocates per frame.
+//   -> reorder (hold back) -> rate cap (token bucket: queue, or drop past the limit) + fixed delay
+//   -> emit
+// Rate and delay give each frame a release time that never decreases in arrival order, so one
+// FIFO holds them. Frames are opaque handles owned by a FrameHost; nothing is allocated per frame.
 
 /** mulberry32: tiny, fast, good enough for fault injection, and reproducible everywhere. */
 export class Rng {
