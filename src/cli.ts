@@ -51,16 +51,68 @@ const argsDef = {
   version: { type: "boolean", alias: ["V"] },
 } as const;
 
-const KNOWN = new Set<string>(["_"]);
-for (const [name, def] of Object.entries(argsDef)) {
-  KNOWN.add(name);
-  for (const a of (def as { alias?: string[] }).alias ?? []) KNOWN.add(a);
+type OptionName = keyof typeof argsDef;
+const LONG = new Map<string, OptionName>();
+const SHORT = new Map<string, OptionName>();
+for (const [name, def] of Object.entries(argsDef) as [OptionName, (typeof argsDef)[OptionName]][]) {
+  // -0..-3 are letters, not long options.
+  if (name.length === 1) SHORT.set(name, name);
+  else LONG.set(name, name);
+  for (const a of (def as { alias?: readonly string[] }).alias ?? []) SHORT.set(a, name);
 }
-const STRING_OPTIONS = new Map<string, string>();
-for (const [name, def] of Object.entries(argsDef)) {
-  if (def.type !== "string") continue;
-  STRING_OPTIONS.set(`--${name}`, name);
-  for (const a of (def as { alias?: string[] }).alias ?? []) STRING_OPTIONS.set(`-${a}`, name);
+const takesValue = (name: OptionName) => argsDef[name].type === "string";
+
+/** Checks argv token by token and rewrites it into one unambiguous form for citty: citty
+ * ignores unknown options, also accepts camelCase and --no-X forms, and would take the next
+ * option as a missing value. */
+function canonicalArgv(argv: string[]): string[] {
+  const options: string[] = [];
+  const positionals: string[] = [];
+  const take = (name: OptionName, written: string, inline: string | undefined, i: number): number => {
+    if (!takesValue(name)) {
+      if (inline !== undefined) throw usageError(`${written} takes no value (see l2pipe --help)`);
+      options.push(`--${name}`);
+      return i;
+    }
+    if (inline === undefined) {
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith("-")) throw usageError(`${written} needs a value`);
+      inline = next;
+      i++;
+    }
+    if (inline === "") throw usageError(`${written} needs a value`);
+    options.push(`--${name}=${inline}`);
+    return i;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--") {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      const key = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
+      const name = LONG.get(key);
+      if (!name) throw usageError(`unknown option --${key} (see l2pipe --help)`);
+      i = take(name, `--${key}`, eq < 0 ? undefined : arg.slice(eq + 1), i);
+    } else if (arg.startsWith("-") && arg.length > 1) {
+      // A group of letters (-sv); a letter that takes a value takes the rest (-t3) or the next.
+      for (let j = 1; j < arg.length; j++) {
+        const letter = arg[j]!;
+        const name = SHORT.get(letter);
+        if (!name) throw usageError(`unknown option -${letter}${arg.length > 2 ? ` in ${arg}` : ""} (see l2pipe --help)`);
+        if (takesValue(name)) {
+          i = take(name, `-${letter}`, j + 1 < arg.length ? arg.slice(j + 1) : undefined, i);
+          break;
+        }
+        take(name, `-${letter}`, undefined, i);
+      }
+    } else {
+      positionals.push(arg);
+    }
+  }
+  return [...options, "--", ...positionals];
 }
 
 export const USAGE = `l2pipe ${VERSION}: pipe one byte stream between two hosts over raw Ethernet (layer 2 only)
@@ -143,19 +195,7 @@ export function parseWeights(text: string, deviceCount: number): number[] {
 }
 
 export function parseCommandLine(argv: string[]): ParseResult {
-  // A string option given last with no value would silently become empty: refuse it.
-  for (let i = 0; i < argv.length; i++) {
-    const name = STRING_OPTIONS.get(argv[i]);
-    if (name && (i + 1 >= argv.length || argv[i + 1].startsWith("-"))) {
-      throw usageError(`${argv[i]} needs a value`);
-    }
-  }
-  const args = parseArgs(argv, argsDef) as Record<string, unknown> & { _: string[] };
-  for (const key of Object.keys(args)) {
-    if (!KNOWN.has(key)) {
-      throw usageError(`unknown option ${key.length === 1 ? "-" : "--"}${key} (see l2pipe --help)`);
-    }
-  }
+  const args = parseArgs(canonicalArgv(argv), argsDef as unknown as Parameters<typeof parseArgs>[1]) as Record<string, unknown> & { _: string[] };
   if (args.help) return { kind: "help" };
   if (args.version) return { kind: "version" };
 
@@ -164,25 +204,12 @@ export function parseCommandLine(argv: string[]): ParseResult {
   if (send === receive) throw usageError(send ? "-s and -r exclude each other" : "say -s (send) or -r (receive)");
   const mode = send ? "send" : "receive";
 
-  const devices = args._.map(String);
-  if (devices.length === 0) throw usageError("no device given (for example: l2pipe -r eth0)");
-  if (devices.length > MAX_DEVICES) throw usageError(`${devices.length} devices given; at most ${MAX_DEVICES} are supported`);
-  for (const d of devices) {
-    if (d.startsWith("-")) throw usageError(`unknown option ${d} (see l2pipe --help)`);
-  }
-  const seen = new Set<string>();
-  for (const d of devices) {
-    if (seen.has(d)) throw usageError(`device ${d} is listed twice`);
-    seen.add(d);
-  }
-
   const levels = ["0", "1", "2", "3"].filter((k) => args[k]);
   if (levels.length > 1) throw usageError(`-${levels.join(" and -")} exclude each other`);
   const compressors = levels.length ? Number(levels[0]) : 4;
 
   const str = (k: string) => (args[k] === undefined ? undefined : String(args[k]));
   const weightsText = str("weights");
-  const weights = weightsText === undefined ? null : parseWeights(weightsText, devices.length);
 
   const timeoutText = str("timeout");
   const timeoutMs = timeoutText === undefined ? 5000 : parseSeconds(timeoutText, "-t", false);
@@ -194,9 +221,9 @@ export function parseCommandLine(argv: string[]): ParseResult {
 
   const receiverOnly = ["buffer", "start-at", "resume-at", "block"] as const;
   for (const k of receiverOnly) {
-    if (mode === "send" && args[k] !== undefined) throw usageError(`--${k} is a receiver option (-r)`);
+    if (mode === "send" && args[k] !== undefined) throw usageError(`${k === "buffer" ? "-b/--buffer" : `--${k}`} is a receiver option (-r)`);
   }
-  if (mode === "receive" && weights) throw usageError("-a is a sender option (-s)");
+  if (mode === "receive" && weightsText !== undefined) throw usageError("-a is a sender option (-s)");
   if (mode === "receive" && levels.length) throw usageError(`-${levels[0]} is a sender option (-s); the receiver follows the sender`);
 
   const bufferText = str("buffer");
@@ -219,6 +246,20 @@ export function parseCommandLine(argv: string[]): ParseResult {
     blockBytes = parseSize(blockText, "--block");
     if (blockBytes < 1 || blockBytes > 64 << 20) throw usageError(`--block ${blockText}: must be from 1 byte to 64M`);
   }
+
+  // Devices last: '-t eth0' should be blamed on -t, not reported as 'no device'.
+  const devices = args._.map(String);
+  if (devices.length === 0) throw usageError("no device given (for example: l2pipe -r eth0)");
+  if (devices.length > MAX_DEVICES) throw usageError(`${devices.length} devices given; at most ${MAX_DEVICES} are supported`);
+  for (const d of devices) {
+    if (d.startsWith("-")) throw usageError(`device ${d}: a device name cannot start with '-'`);
+  }
+  const seen = new Set<string>();
+  for (const d of devices) {
+    if (seen.has(d)) throw usageError(`device ${d} is listed twice`);
+    seen.add(d);
+  }
+  const weights = weightsText === undefined ? null : parseWeights(weightsText, devices.length);
 
   return {
     kind: "run",

@@ -25,8 +25,9 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e: unknown) => {
-    const err = e instanceof L2Error ? e : new L2Error(`internal error: ${(e as Error)?.stack ?? String(e)}`, EXIT_TRANSFER);
-    process.stderr.write(`l2pipe: ${err.message}\n`);
+    const err = e instanceof L2Error ? e : new L2Error(`internal error: ${(e as Error)?.message ?? String(e)}`, EXIT_TRANSFER);
+    process.stderr.write(`l2pipe: ${err.message.replaceAll("\n", " ")}\n`);
+    if (!(e instanceof L2Error) && process.env.L2PIPE_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);
     process.exit(err.exitCode);
   },
 );

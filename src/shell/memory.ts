@@ -29,6 +29,6 @@ export function memoryPlan(opts: Options): MemoryPlan {
     chunkSize,
     poolSlots: Math.max(4, opts.compressors * (low ? 2 : 4)),
     sndBuf: low ? 128 << 10 : 256 << 10,
-    rcvBuf: low ? 2 << 20 : 8 << 20,
+    rcvBuf: low ? 4 << 20 : 32 << 20,
   };
 }

@@ -268,7 +268,7 @@ class ReceiverLoop {
     const st = this.output.status();
     return {
       role: "receive" as const,
-      elapsedMs: now - this.started,
+      elapsedMs: now - (core.transferStart ?? this.started),
       inputBytes: st.written,
       wireBytes: core.cum,
       output: { chunks: st.chunks, lz4Chunks: st.lz4Chunks, stallMs: st.stallMs },

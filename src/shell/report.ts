@@ -1,8 +1,9 @@
 // What a person or a script learns about a run: the -p progress line, the -v summary and the
 // --stats-json file. Nothing here runs unless asked for.
 
-import { writeFileSync } from "node:fs";
+import { appendFileSync, writeFileSync } from "node:fs";
 import type { Options } from "../cli";
+import { usageError } from "../errors";
 
 export interface LinkStats {
   device: string;
@@ -32,6 +33,8 @@ export interface RunStats {
   inputBytes: number;
   /** Wire-stream bytes (records, compressed or not). */
   wireBytes: number;
+  /** Sender: wire bytes the receiver has acknowledged, when the shell reports it. */
+  ackedWireBytes?: number;
   compression?: { chunks: number; rawChunks: number; skippedChunks: number; rawBytes: number; encodedBytes: number; busyMs: number } | null;
   output?: { chunks: number; lz4Chunks: number; stallMs: number } | null;
   links: LinkStats[];
@@ -52,10 +55,27 @@ function size(bytes: number): string {
   return `${bytes} B`;
 }
 
+/** Stream bytes that have gone out: what the receiver wrote, or on the sender the share of what it
+ * read that is on the wire (the sender reads up to a ring ahead, so stdin alone would show 100%
+ * while most of the stream still waits to be sent). */
+export function progressBytes(s: RunStats): number {
+  if (s.role === "receive") return s.inputBytes;
+  if (s.wireBytes <= 0) return 0;
+  let sent = s.ackedWireBytes;
+  if (sent === undefined) {
+    sent = 0;
+    for (const l of s.links) sent += Math.max(0, (l.bytesSent ?? 0) - (l.bytesRetransmitted ?? 0));
+  }
+  return Math.round(s.inputBytes * Math.min(1, sent / s.wireBytes));
+}
+
 export class Reporter {
-  private lastProgress = 0;
+  private lastProgress = -Infinity;
   private lastBytes = 0;
   private lastTime = 0;
+  /** Last tick with nothing moved yet: rates and ETA count from here, not from the wait for the peer. */
+  private idleUntil: number;
+  private printed = false;
   private readonly tty: boolean;
 
   constructor(
@@ -65,6 +85,15 @@ export class Reporter {
   ) {
     this.tty = Boolean(process.stderr.isTTY);
     this.lastTime = started;
+    this.idleUntil = started;
+    if (opts.statsJson) {
+      // Found out now, not after hours of transfer: the file can be written.
+      try {
+        appendFileSync(opts.statsJson, "");
+      } catch (e) {
+        throw usageError(`--stats-json ${opts.statsJson}: cannot write it: ${(e as Error).message}`);
+      }
+    }
   }
 
   progress(now: number, stats: () => RunStats): void {
@@ -73,36 +102,71 @@ export class Reporter {
     if (now - this.lastProgress < every) return;
     this.lastProgress = now;
     const s = stats();
-    const current = ((s.inputBytes - this.lastBytes) / MB) / Math.max(0.001, (now - this.lastTime) / 1000);
-    this.lastBytes = s.inputBytes;
+    const done = progressBytes(s);
+    if (done === 0) {
+      this.idleUntil = now;
+      this.lastTime = now;
+      if (!s.links.some((l) => l.state === "up")) {
+        // A log file gets no line per second of waiting; a terminal shows that it waits.
+        if (this.tty) this.write(`l2pipe ${this.role}: waiting for the ${this.role === "send" ? "receiver" : "sender"} (${((now - this.started) / 1000).toFixed(0)} s)`);
+        return;
+      }
+    }
+    this.write(this.line(now, s, done));
+  }
+
+  private line(now: number, s: RunStats, done: number): string {
+    const current = ((done - this.lastBytes) / MB) / Math.max(0.001, (now - this.lastTime) / 1000);
+    this.lastBytes = done;
     this.lastTime = now;
-    const parts = [
-      `${size(s.inputBytes)}`,
-      `${current.toFixed(1)} MB/s now`,
-      `${rate(s.inputBytes, now - this.started)} avg`,
-      `wire ${size(s.wireBytes)}`,
-    ];
-    if (s.inputBytes > 0 && s.wireBytes > 0) parts.push(`ratio ${(s.wireBytes / s.inputBytes).toFixed(2)}`);
+    const active = now - this.idleUntil;
+    const amount = size(done);
+    const nowRate = `${current.toFixed(1)} MB/s now`;
+    const avg = `${rate(done, active)} avg`;
+    const wire = `wire ${size(s.role === "send" ? Math.round((done * s.wireBytes) / Math.max(1, s.inputBytes)) : s.wireBytes)}`;
+    const ratio = s.inputBytes > 0 && s.wireBytes > 0 ? `ratio ${(s.wireBytes / s.inputBytes).toFixed(2)}` : "";
     const sent = s.links.map((l) => l.bytesSent ?? l.bytesReceived ?? 0);
     const sum = sent.reduce((a, b) => a + b, 0);
-    if (s.links.length > 1 && sum > 0) {
-      parts.push(s.links.map((l, i) => `${l.device} ${Math.round((100 * sent[i]) / sum)}%`).join(" "));
-    }
+    const shares = s.links.length > 1 && sum > 0
+      ? s.links.map((l, i) => `${l.device} ${Math.round((100 * sent[i]!) / sum)}%`).join(" ")
+      : "";
+    let pct = "";
+    let pctOf = "";
+    let eta = "";
     const hint = this.opts.sizeHint;
     if (hint && hint > 0) {
-      const pct = Math.min(100, (100 * s.inputBytes) / hint);
-      const avg = s.inputBytes / Math.max(1, now - this.started);
-      const etaS = avg > 0 ? (hint - s.inputBytes) / avg / 1000 : Infinity;
-      parts.push(`${pct.toFixed(1)}%`, `ETA ${Number.isFinite(etaS) ? Math.max(0, etaS).toFixed(0) + " s" : "-"}`);
+      pct = `${Math.min(100, (100 * done) / hint).toFixed(1)}%`;
+      pctOf = `${pct} of ${size(hint)}`;
+      const perMs = done / Math.max(1, active);
+      const etaS = perMs > 0 ? Math.max(0, hint - done) / perMs / 1000 : Infinity;
+      eta = `ETA ${Number.isFinite(etaS) ? formatDuration(etaS) : "-"}`;
     }
-    const line = `l2pipe ${this.role}: ${parts.join(", ")}`;
+    const build = (items: string[]) => `l2pipe ${this.role}: ${items.filter((x) => x).join(", ")}`;
+    // A line wider than the terminal wraps, and \r then rewrites only its last row: on a
+    // terminal the details go first, the percentage and ETA last.
+    const width = this.tty ? (process.stderr.columns || 80) - 1 : Infinity;
+    const choices = [
+      build([amount, nowRate, avg, wire, ratio, shares, pctOf, eta]),
+      build([amount, nowRate, avg, wire, ratio, pctOf, eta]),
+      build([amount, nowRate, avg, pct, eta]),
+    ];
+    return choices.find((l) => l.length <= width) ?? choices.at(-1)!.slice(0, Math.max(0, width));
+  }
+
+  private write(line: string): void {
+    this.printed = true;
     process.stderr.write(this.tty ? `\r${line}\x1b[K` : `${line}\n`);
   }
 
   finish(stats: RunStats, ok: boolean, error: string | null = null): void {
     stats.ok = ok;
     stats.error = error;
-    if (this.opts.progress && this.tty) process.stderr.write("\n");
+    if (this.opts.progress) {
+      // The last word of -p is where the stream ended, even for a run shorter than one tick.
+      const done = ok ? stats.inputBytes : progressBytes(stats);
+      if (done > 0 || stats.wireBytes > 0) this.write(this.line(performance.now(), stats, done));
+      if (this.tty && this.printed) process.stderr.write("\n");
+    }
     if (this.opts.verbose) process.stderr.write(summary(stats));
     if (this.opts.statsJson) {
       try {
@@ -112,6 +176,16 @@ export class Reporter {
       }
     }
   }
+}
+
+/** 75 s -> "1:15", 4000 s -> "1:06:40", 9 s -> "9 s" */
+export function formatDuration(secs: number): string {
+  const t = Math.round(secs);
+  if (t < 60) return `${t} s`;
+  const h = Math.floor(t / 3600);
+  const m = Math.floor((t % 3600) / 60);
+  const ss = String(t % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
 }
 
 export function summary(s: RunStats): string {
@@ -126,7 +200,8 @@ export function summary(s: RunStats): string {
     );
   }
   const o = s.output;
-  if (o) lines.push(`  output: ${o.chunks} chunks (${o.lz4Chunks} lz4), stdout blocked ${(o.stallMs / 1000).toFixed(2)} s`);
+  // stallMs is the time the output stage had nothing to write (starved by the network).
+  if (o) lines.push(`  output: ${o.chunks} chunks (${o.lz4Chunks} lz4), waited ${(o.stallMs / 1000).toFixed(2)} s for the network`);
   for (const l of s.links) {
     const parts = [`  ${l.device}:`];
     if (l.state) parts.push(l.state);

@@ -88,7 +88,7 @@ class SenderLoop {
       mtus: links.map((l) => l.device.mtu),
       weights: opts.weights,
       ringSize,
-      maxCwnd: Math.min(8 << 20, ringSize / 2),
+      maxCwnd: Math.min(32 << 20, ringSize / 2),
       timing,
       now,
     });
