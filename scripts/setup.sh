@@ -12,6 +12,7 @@ command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 command -v lz4 >/dev/null 2>&1 || need_apt+=(lz4)
 command -v setcap >/dev/null 2>&1 || need_apt+=(libcap2-bin)
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 ldconfig -p | grep -q 'liblz4.so.1 ' || need_apt+=(liblz4-1)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq

@@ -2,7 +2,7 @@
 // failure into one line on stderr and an exit code.
 
 import { parseCommandLine, USAGE, VERSION } from "./cli";
-import { L2Error, EXIT_TRANSFER } from "./errors";
+import { L2Error, EXIT_TRANSFER, usageError } from "./errors";
 import { runSender } from "./shell/sender";
 import { runReceiver } from "./shell/receiver";
 import { Interrupts } from "./shell/interrupts";
@@ -17,8 +17,11 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`l2pipe ${VERSION}\n`);
     return 0;
   }
-  const interrupts = new Interrupts();
   const opts = parsed.options;
+  if (opts.mode === "receive" && process.stdout.isTTY) {
+    throw usageError("stdout is a terminal: redirect the stream to a file or a pipe (l2pipe -r DEV > FILE)");
+  }
+  const interrupts = new Interrupts();
   return opts.mode === "send" ? runSender(opts, interrupts) : runReceiver(opts, interrupts);
 }
 

@@ -314,7 +314,7 @@ describe("packet socket", () => {
     const out = (await new Response(p.stdout).text()).trim();
     await p.exited;
     expect(out).toBe(
-      `${EXIT_SYSTEM} no permission for raw sockets: run as root, or grant the capability: setcap cap_net_raw+ep <path of l2pipe>`,
+      `${EXIT_SYSTEM} no permission for raw sockets (CAP_NET_RAW): run as root, or grant it once: setcap cap_net_raw+ep ${process.execPath}`,
     );
   });
 });

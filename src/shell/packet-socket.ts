@@ -107,7 +107,7 @@ export class PacketSocket {
       const e = errno();
       if (e === EPERM || e === EACCES) {
         throw systemError(
-          "no permission for raw sockets: run as root, or grant the capability: setcap cap_net_raw+ep <path of l2pipe>",
+          `no permission for raw sockets (CAP_NET_RAW): run as root, or grant it once: setcap cap_net_raw+ep ${process.execPath}`,
         );
       }
       if (e === EAFNOSUPPORT) throw systemError("raw packet sockets (AF_PACKET) are not supported by this kernel");

@@ -17,6 +17,7 @@ import type { Options } from "../cli";
 import { memoryPlan } from "./memory";
 import { Reporter } from "./report";
 import { Interrupts } from "./interrupts";
+import { OutputGate, RecordWalker } from "./output-gate";
 
 const STDOUT = 1;
 
@@ -24,7 +25,7 @@ export async function runReceiver(opts: Options, interrupts: Interrupts): Promis
   const plan = memoryPlan(opts);
   const links = openLinks(opts.devices, { rcvBuf: plan.rcvBuf, sndBuf: 1 << 20 });
   const wakeFd = createEventFd();
-  const ringBuffer = new SharedArrayBuffer(plan.ringSize);
+  const ringBuffer = reserveRing(plan.ringSize, opts.bufferBytes > 0);
   const output = await OutputPipeline.create({
     ring: ringBuffer, ringSize: plan.ringSize, outFd: STDOUT, wakeFd, needLz4: false, maxChunk: 1 << 20,
   });
@@ -36,6 +37,21 @@ export async function runReceiver(opts: Options, interrupts: Interrupts): Promis
   }
 }
 
+/** The reassembly ring; with -b it is touched page by page now, so a buffer that cannot be had fails at start. */
+function reserveRing(bytes: number, touch: boolean): SharedArrayBuffer {
+  let ring: SharedArrayBuffer;
+  try {
+    ring = new SharedArrayBuffer(bytes);
+  } catch (e) {
+    throw new L2Error(`cannot reserve ${bytes} bytes of memory for the receive buffer: ${(e as Error).message}`, EXIT_SYSTEM);
+  }
+  if (touch) {
+    const u8 = new Uint8Array(ring);
+    for (let i = 0; i < bytes; i += 4096) u8[i] = 0;
+  }
+  return ring;
+}
+
 class ReceiverLoop {
   private readonly ring: Uint8Array;
   private readonly core: ReceiverCore;
@@ -43,6 +59,8 @@ class ReceiverLoop {
   private readonly instance: number;
   private readonly reporter: Reporter;
   private lz4Checked = false;
+  private readonly walker: RecordWalker;
+  private readonly gate: OutputGate;
 
   constructor(
     private readonly opts: Options,
@@ -54,6 +72,8 @@ class ReceiverLoop {
     private readonly interrupts: Interrupts,
   ) {
     this.ring = new Uint8Array(ringBuffer);
+    this.walker = new RecordWalker(this.ring, ringSize);
+    this.gate = new OutputGate(opts.bufferBytes, opts.startAtPct, opts.resumeAtPct);
     const now = performance.now();
     const timing = defaultTiming(opts.timeoutMs);
     timing.waitMs = opts.waitMs;
@@ -70,8 +90,10 @@ class ReceiverLoop {
     for (;;) {
       const now = performance.now();
       this.receive(now);
-      this.output.publish(core.cum);
-      core.setConsumed(this.output.consumed());
+      const consumed = this.output.consumed();
+      const complete = this.walker.advance(core.cum);
+      this.output.publish(this.gate.release(now, complete, consumed, this.walker.ended));
+      core.setConsumed(consumed);
       const status = this.output.status();
       if (status.error) core.fail(status.error, EXIT_TRANSFER);
       else if (status.finished) core.finished(now, status.written, status.streamCrc);
@@ -272,6 +294,15 @@ class ReceiverLoop {
       inputBytes: st.written,
       wireBytes: core.cum,
       output: { chunks: st.chunks, lz4Chunks: st.lz4Chunks, stallMs: st.stallMs },
+      buffer: this.opts.bufferBytes > 0
+        ? {
+            bytes: this.opts.bufferBytes,
+            fillPct: this.gate.fillPct(this.walker.advance(core.cum), this.output.consumed()),
+            filling: this.gate.isFilling(),
+            stalls: this.gate.stalls,
+            stalledMs: this.gate.stalledMs,
+          }
+        : null,
       links: this.links.map((l) => {
         const c = core.links[l.index];
         l.kernelDrops += l.socket.kernelDrops();

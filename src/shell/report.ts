@@ -37,6 +37,8 @@ export interface RunStats {
   ackedWireBytes?: number;
   compression?: { chunks: number; rawChunks: number; skippedChunks: number; rawBytes: number; encodedBytes: number; busyMs: number } | null;
   output?: { chunks: number; lz4Chunks: number; stallMs: number } | null;
+  /** Receiver with -b: the tape buffer. */
+  buffer?: { bytes: number; fillPct: number; filling: boolean; stalls: number; stalledMs: number } | null;
   links: LinkStats[];
   ok?: boolean;
   error?: string | null;
@@ -141,14 +143,16 @@ export class Reporter {
       const etaS = perMs > 0 ? Math.max(0, hint - done) / perMs / 1000 : Infinity;
       eta = `ETA ${Number.isFinite(etaS) ? formatDuration(etaS) : "-"}`;
     }
+    const b = s.buffer;
+    const buffer = b ? `buffer ${b.fillPct.toFixed(0)}%${b.filling ? " (filling)" : ""}` : "";
     const build = (items: string[]) => `l2pipe ${this.role}: ${items.filter((x) => x).join(", ")}`;
     // A line wider than the terminal wraps, and \r then rewrites only its last row: on a
     // terminal the details go first, the percentage and ETA last.
     const width = this.tty ? (process.stderr.columns || 80) - 1 : Infinity;
     const choices = [
-      build([amount, nowRate, avg, wire, ratio, shares, pctOf, eta]),
-      build([amount, nowRate, avg, wire, ratio, pctOf, eta]),
-      build([amount, nowRate, avg, pct, eta]),
+      build([amount, nowRate, avg, wire, ratio, shares, buffer, pctOf, eta]),
+      build([amount, nowRate, avg, wire, ratio, buffer, pctOf, eta]),
+      build([amount, nowRate, avg, buffer, pct, eta]),
     ];
     return choices.find((l) => l.length <= width) ?? choices.at(-1)!.slice(0, Math.max(0, width));
   }
@@ -201,6 +205,10 @@ export function summary(s: RunStats): string {
   }
   const o = s.output;
   // stallMs is the time the output stage had nothing to write (starved by the network).
+  const b = s.buffer;
+  if (b) {
+    lines.push(`  buffer: ${size(b.bytes)}, output paused ${b.stalls} time${b.stalls === 1 ? "" : "s"} after running dry, ${(b.stalledMs / 1000).toFixed(2)} s in all`);
+  }
   if (o) lines.push(`  output: ${o.chunks} chunks (${o.lz4Chunks} lz4), waited ${(o.stallMs / 1000).toFixed(2)} s for the network`);
   for (const l of s.links) {
     const parts = [`  ${l.device}:`];

@@ -448,6 +448,7 @@ class SenderLoop {
       elapsedMs: core.elapsed(now),
       inputBytes: this.total,
       wireBytes: this.appended,
+      ackedWireBytes: core.cumAcked,
       compression: this.pool?.stats() ?? null,
       links: this.links.map((l) => {
         const c = core.links[l.index];
