@@ -36,6 +36,8 @@ const INITIAL_RTT_MS = 5;
 /** Packet-number history per link; bounds the frames one link may have in flight. */
 const SENT_CAPACITY = 1 << 15;
 const RETX_CAPACITY = 1 << 16;
+/** Bytes at the contiguous end resent when it is stuck (see tick). */
+const STALL_RESEND = 64 << 10;
 
 export interface SenderConfig {
   linkCount: number;
@@ -128,8 +130,11 @@ export class SenderCore {
   doneAckDue = 0;
 
   private readonly retx = new RangeSet(RETX_CAPACITY);
+  /** When cumAcked last moved, was last level with nextNew, or the stall in tick() was acted on. */
+  private cumMovedAt = -Infinity;
   private readonly started: number;
   private firstAnswer = -Infinity;
+  private transferStart: number | null = null;
   private receiverInstance = -1;
   readonly tx: DataFrame = { pn: 0, offset: 0, len: 0, retransmit: false };
 
@@ -194,18 +199,26 @@ export class SenderCore {
     if (cum > this.cumAcked) {
       // Never believe more than was ever sent.
       this.cumAcked = Math.min(cum, this.nextNew);
+      this.cumMovedAt = now;
       this.retx.trimBelow(this.cumAcked);
     }
     if (limit > this.peerLimit) this.peerLimit = limit;
     if (rangeCount === 0) return;
 
-    const largest = expandPn(rangeAt(0, true), l.pnNext - 1);
-    if (largest >= l.pnNext) return; // acknowledges something never sent: not trusted
+    let largest = expandPn(rangeAt(0, true), l.pnNext - 1);
+    // A number never sent can only come from a forged or mangled (yet checksum-correct) frame
+    // the receiver took in. Believe the ranges only up to what was sent, without an RTT
+    // sample: ignoring the whole ACK instead would leave the sender blind to every ACK on
+    // this link for as long as that number stays the receiver's largest.
+    const sane = largest < l.pnNext;
+    if (!sane) largest = l.pnNext - 1;
+    let top = -1;
     let newlyAcked = 0;
     let largestNewlyAcked = false;
     for (let r = 0; r < rangeCount; r++) {
       const hi = Math.min(expandPn(rangeAt(r, true), largest), l.pnNext - 1);
       const lo = Math.max(expandPn(rangeAt(r, false), largest), l.oldestPn);
+      if (lo <= hi && hi > top) top = hi;
       for (let pn = lo; pn <= hi; pn++) {
         const slot = pn & (SENT_CAPACITY - 1);
         const state = l.sentState[slot];
@@ -213,7 +226,7 @@ export class SenderCore {
           l.bytesInFlight -= l.sentLen[slot];
           l.packetsInFlight--;
           newlyAcked += l.sentLen[slot];
-          if (pn === largest) largestNewlyAcked = true;
+          if (sane && pn === largest) largestNewlyAcked = true;
           l.sentState[slot] = Sent.Acked;
         } else if (state === Sent.Lost) {
           l.sentState[slot] = Sent.Acked;
@@ -224,7 +237,8 @@ export class SenderCore {
       const sample = now - l.sentTime[largest & (SENT_CAPACITY - 1)];
       this.updateRtt(l, sample, ackDelayMs);
     }
-    if (largest > l.largestAcked) l.largestAcked = largest;
+    const acked = sane ? largest : top;
+    if (acked > l.largestAcked) l.largestAcked = acked;
     if (newlyAcked > 0 || largestNewlyAcked) {
       l.ptoCount = 0;
       this.growWindow(l, newlyAcked);
@@ -315,7 +329,11 @@ export class SenderCore {
         return;
       }
       const allUp = this.links.every((l) => l.state === LinkState.Up);
-      if (allUp || now - this.firstAnswer >= this.cfg.timing.gatherMs) this.phase = Phase.Transfer;
+      if (allUp || now - this.firstAnswer >= this.cfg.timing.gatherMs) {
+        this.phase = Phase.Transfer;
+        this.transferStart = now;
+        this.cumMovedAt = now;
+      }
       return;
     }
 
@@ -328,6 +346,15 @@ export class SenderCore {
       return;
     }
     if (!anyUp) return;
+    if (this.cumAcked >= this.nextNew) this.cumMovedAt = now;
+    else if (now - this.cumMovedAt >= this.cfg.timing.linkDownMs) {
+      // The receiver's contiguous end has not moved for a long while: normally the bytes there
+      // are in flight or queued for resending, but a forged (or mangled yet checksum-correct)
+      // ACK can make them count as delivered, and then nothing would ever resend them while
+      // both ends keep hearing each other: stuck for good. Resend what lies there now and then.
+      this.cumMovedAt = now;
+      this.retx.add(this.cumAcked, Math.min(this.nextNew, this.cumAcked + STALL_RESEND));
+    }
     if (this.phase === Phase.Transfer && this.ended && this.cumAcked >= this.endOffset) this.phase = Phase.Finishing;
   }
 
@@ -408,6 +435,16 @@ export class SenderCore {
     this.nextNew += len;
     l.assigned += len;
     return true;
+  }
+
+  /** Would pollData give this link a frame now? (Window room and something to send.) */
+  canSend(link: number): boolean {
+    if (this.phase !== Phase.Transfer) return false;
+    const l = this.links[link];
+    if (l.state !== LinkState.Up) return false;
+    if (l.bytesInFlight > 0 && l.bytesInFlight + l.payloadMax > l.cwnd) return false;
+    if (l.pnNext - l.oldestPn >= SENT_CAPACITY) return false;
+    return this.retx.count > 0 || this.nextNew < Math.min(this.appended, this.peerLimit);
   }
 
   /** Why the links are not sending (for statistics): true when flow control holds them back. */
@@ -561,8 +598,9 @@ export class SenderCore {
     this.advanceOldest(l);
   }
 
+  /** Time since the transfer began (since start-up while still looking for the receiver). */
   elapsed(now: number): number {
-    return now - this.started;
+    return now - (this.transferStart ?? this.started);
   }
 }
 

@@ -59,6 +59,8 @@ class ReceiverLoop {
   private readonly instance: number;
   private readonly reporter: Reporter;
   private lz4Checked = false;
+  private outputSignalled = true;
+  private lastStatus = 0;
   private readonly walker: RecordWalker;
   private readonly gate: OutputGate;
 
@@ -94,9 +96,15 @@ class ReceiverLoop {
       const complete = this.walker.advance(core.cum);
       this.output.publish(this.gate.release(now, complete, consumed, this.walker.ended));
       core.setConsumed(consumed);
-      const status = this.output.status();
-      if (status.error) core.fail(status.error, EXIT_TRANSFER);
-      else if (status.finished) core.finished(now, status.written, status.streamCrc);
+      // The output worker signals the eventfd when it finishes, fails or goes idle; between
+      // those a look now and then is enough.
+      if (this.outputSignalled || now - this.lastStatus > 20) {
+        this.outputSignalled = false;
+        this.lastStatus = now;
+        const status = this.output.status();
+        if (status.error) core.fail(status.error, EXIT_TRANSFER);
+        else if (status.finished) core.finished(now, status.written, status.streamCrc);
+      }
       core.tick(now, name);
       this.transmit(now);
 
@@ -282,7 +290,7 @@ class ReceiverLoop {
     p.count = n;
     const timeout = Math.max(0, Math.min(50, Math.ceil(this.core.nextTimeout(now) - now)));
     p.wait(timeout);
-    drainEventFd(this.wakeFd);
+    if (drainEventFd(this.wakeFd) > 0) this.outputSignalled = true;
   }
 
   statistics(now: number) {

@@ -425,20 +425,11 @@ class SenderLoop {
     if (this.filled > 0) deadline = Math.min(deadline, this.lastRead + FLUSH_QUIET_MS);
     if (this.eof && !this.endQueued) deadline = Math.min(deadline, now + 1);
     const timeout = Math.max(0, Math.min(50, Math.ceil(deadline - now)));
-    // Data waiting to go out on a link with room: do not sleep at all.
-    const busy = this.links.some((l) => core.links[l.index].state === LinkState.Up) && this.hasSendable();
+    // A link whose socket has room and which the core would give data: do not sleep at all.
+    // Links whose socket is full wait for POLLOUT instead of being retried in a spin.
+    const busy = this.links.some((l) => l.socket.txPending() === 0 && core.canSend(l.index));
     p.wait(busy ? 0 : timeout);
     drainEventFd(this.wakeFd);
-  }
-
-  private hasSendable(): boolean {
-    const core = this.core;
-    if (core.phase !== Phase.Transfer) return false;
-    if (core.nextNew >= Math.min(core.appended, core.peerLimit)) return false;
-    for (const l of core.links) {
-      if (l.state === LinkState.Up && (l.bytesInFlight === 0 || l.bytesInFlight + l.payloadMax <= l.cwnd)) return true;
-    }
-    return false;
   }
 
   statistics(now: number) {
