@@ -26,7 +26,7 @@ export const enum Accept {
 }
 
 /** How many ack-eliciting frames may arrive before an ACK goes out at once. */
-const ACK_EVERY = 16;
+const ACK_EVERY = 32;
 const STREAM_RANGES = 4096;
 
 export interface ReceiverConfig {
@@ -82,6 +82,8 @@ export class ReceiverCore {
   doneTotal = 0;
   doneCrc = 0;
   private lastHeardAny = -Infinity;
+  /** When the first HELLO arrived; null while listening. */
+  transferStart: number | null = null;
 
   constructor(private readonly cfg: ReceiverConfig) {
     for (let i = 0; i < cfg.deviceCount; i++) this.links.push(new ReceiverLink(i));
@@ -114,6 +116,7 @@ export class ReceiverCore {
       this.senderLinkCount = senderLinks;
       this.compressed = (features & 1) !== 0;
       this.phase = RxPhase.Transfer;
+      this.transferStart = now;
     } else if (session !== this.session) return false;
     const l = this.links[device];
     // A link is pinned to one sender link and one MAC for the whole run.

@@ -1,0 +1,281 @@
+// Peer faults end to end: a side killed or interrupted mid-stream, the receiver's stdout closed
+// early, a reader slower than the links. The survivor must learn it (at once when told, within
+// the timeout when not), fail with one line, and never have written anything but a prefix.
+
+import { afterAll, describe, expect, test } from "bun:test";
+import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { cleanupAll, createTopology, makeRandomFile, type Topology } from "./support/netns";
+import { BINARY, describe as verdict, scratchDir, transfer } from "./support/transfer";
+
+const scratch = scratchDir();
+afterAll(async () => {
+  await cleanupAll();
+  scratch.remove();
+});
+
+const MB = 1 << 20;
+
+async function file(name: string, bytes: number): Promise<string> {
+  const path = `${scratch.dir}/${name}`;
+  await makeRandomFile(path, bytes);
+  return path;
+}
+
+function outputOf(input: string): string | null {
+  const f = readdirSync(dirname(input)).find((n) => n.startsWith(`${basename(input)}.out.`) && !n.endsWith(".rc"));
+  return f ? join(dirname(input), f) : null;
+}
+
+function sizeOf(path: string | null): number {
+  if (!path) return 0;
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+const running = (p: Bun.Subprocess) => p.exitCode === null && p.signalCode === null;
+
+async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(5);
+  }
+}
+
+/** True when `out` holds exactly the first bytes of `input`. */
+function isPrefix(out: string, input: string): boolean {
+  const a = readFileSync(out);
+  const fd = openSync(input, "r");
+  try {
+    const b = Buffer.alloc(a.length);
+    let got = 0;
+    while (got < a.length) {
+      const n = readSync(fd, b, got, a.length - got, got);
+      if (n <= 0) return false;
+      got += n;
+    }
+    return a.equals(b);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The l2pipe process among pid and its descendants (a receiver behind a pipe runs in a subshell). */
+function findL2pipe(pid: number): number | null {
+  const queue = [pid];
+  while (queue.length) {
+    const p = queue.shift()!;
+    try {
+      if (readFileSync(`/proc/${p}/cmdline`, "latin1").split("\0")[0] === BINARY) return p;
+      for (const t of readdirSync(`/proc/${p}/task`)) {
+        const kids = readFileSync(`/proc/${p}/task/${t}/children`, "latin1").trim();
+        if (kids) queue.push(...kids.split(" ").map(Number));
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return null;
+}
+
+/** Peak resident set in KiB (VmHWM) of a live process, or 0. */
+function peakRssKiB(pid: number | null): number {
+  if (!pid) return 0;
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "latin1"));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function oneLine(stderr: string): string {
+  const lines = stderr.trim().split("\n");
+  expect(lines).toHaveLength(1);
+  expect(lines[0]!).toStartWith("l2pipe: ");
+  return lines[0]!;
+}
+
+// One shaped link: 64 MiB take ~3 s at 200 Mbit, long enough to strike mid-stream.
+let topo: Topology;
+async function topology(): Promise<Topology> {
+  topo ??= await createTopology([{ rateMbit: 200 }]);
+  return topo;
+}
+afterAll(() => topo?.cleanup());
+
+describe("a side killed with SIGKILL", () => {
+  test("sender killed: receiver fails within the timeout, its output is a prefix of the input", async () => {
+    const t = await topology();
+    const input = await file("kill-s", 64 * MB);
+    let killedAt = 0, rEnd = 0;
+    const r = await transfer(t, {
+      input,
+      senderArgs: ["-0", "-t", "2"],
+      receiverArgs: ["-t", "2"],
+      timeoutMs: 30_000,
+      during: async ({ sender, receiver }) => {
+        const end = receiver.exited.then(() => (rEnd = performance.now()));
+        await until(() => sizeOf(outputOf(input)) >= 8 * MB || !running(receiver), 10_000, "output");
+        sender.kill("SIGKILL");
+        killedAt = performance.now();
+        await end;
+      },
+    });
+    const out = r.outPath;
+    console.log(`sender killed: receiver exit ${r.receiver.code} after ${(rEnd - killedAt).toFixed(0)} ms, ${sizeOf(out)} bytes written`);
+    expect(r.sender.code).toBe(137);
+    expect(r.receiver.code).toBe(1);
+    expect(oneLine(r.receiver.stderr)).toContain("sender lost");
+    expect(rEnd - killedAt).toBeLessThan(2000 + 1000);
+    expect(sizeOf(out)).toBeGreaterThanOrEqual(8 * MB);
+    expect(sizeOf(out)).toBeLessThan(64 * MB);
+    expect(isPrefix(out, input)).toBe(true);
+  }, 40_000);
+
+  test("receiver killed: sender fails within the timeout", async () => {
+    const t = await topology();
+    const input = await file("kill-r", 64 * MB);
+    let killedAt = 0, sEnd = 0;
+    const r = await transfer(t, {
+      input,
+      senderArgs: ["-0", "-t", "2"],
+      receiverArgs: ["-t", "2"],
+      timeoutMs: 30_000,
+      during: async ({ sender, receiver }) => {
+        const end = sender.exited.then(() => (sEnd = performance.now()));
+        await until(() => sizeOf(outputOf(input)) >= 8 * MB || !running(receiver), 10_000, "output");
+        receiver.kill("SIGKILL");
+        killedAt = performance.now();
+        await end;
+      },
+    });
+    console.log(`receiver killed: sender exit ${r.sender.code} after ${(sEnd - killedAt).toFixed(0)} ms`);
+    expect(r.receiver.code).toBe(137);
+    expect(r.sender.code).toBe(1);
+    expect(oneLine(r.sender.stderr)).toContain("receiver lost");
+    expect(sEnd - killedAt).toBeLessThan(2000 + 1000);
+    expect(isPrefix(r.outPath, input)).toBe(true);
+  }, 40_000);
+});
+
+describe("a side interrupted: the peer is told at once", () => {
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    for (const victim of ["sender", "receiver"] as const) {
+      // todo for the sender (product bug, src/shell/sender.ts abort()): interrupted mid-stream,
+      // its ABORT often never leaves. abort() queues it three times back to back, but with all
+      // 64 tx slots pending (DATA stuck behind a full socket buffer) sendAbort() finds no slot,
+      // and flush() returns 0 on EAGAIN without waiting; the process exits and the receiver only
+      // learns by its timeout (5 s). Failed 3 runs in 8 here; passed 8 in 8 with the pending
+      // DATA dropped and the flush waited for (bounded) before exiting.
+      const t = victim === "sender" ? test.todo : test;
+      t(`${sig} to the ${victim}`, async () => {
+        const t = await topology();
+        const input = await file(`${sig}-${victim}`, 64 * MB);
+        let hitAt = 0, peerEnd = 0;
+        const r = await transfer(t, {
+          input,
+          senderArgs: ["-0"],
+          timeoutMs: 30_000,
+          during: async ({ sender, receiver }) => {
+            const peer = victim === "sender" ? receiver : sender;
+            const end = peer.exited.then(() => (peerEnd = performance.now()));
+            await until(() => sizeOf(outputOf(input)) >= 8 * MB || !running(receiver), 10_000, "output");
+            (victim === "sender" ? sender : receiver).kill(sig);
+            hitAt = performance.now();
+            await end;
+          },
+        });
+        const code = 128 + (sig === "SIGINT" ? 2 : 15);
+        const hit = victim === "sender" ? r.sender : r.receiver;
+        const peer = victim === "sender" ? r.receiver : r.sender;
+        console.log(`${sig} to the ${victim}: ${victim} exit ${hit.code}, peer exit ${peer.code} ${(peerEnd - hitAt).toFixed(0)} ms later: ${peer.stderr.trim()}`);
+        expect(hit.code).toBe(code);
+        expect(oneLine(hit.stderr)).toContain(`interrupted by ${sig}`);
+        expect(peer.code).toBe(1);
+        const line = oneLine(peer.stderr);
+        expect(line).toContain(`${victim} aborted`);
+        expect(line).toContain(sig);
+        // Told, not timed out (default -t 5).
+        expect(peerEnd - hitAt).toBeLessThan(1000);
+        expect(isPrefix(r.outPath, input)).toBe(true);
+      }, 40_000);
+    }
+  }
+});
+
+describe("the receiver's output", () => {
+  test("closed early (| head -c 1000): both fail promptly, the receiver names the broken pipe", async () => {
+    const t = await topology();
+    const input = await file("head", 64 * MB);
+    const r = await transfer(t, { input, senderArgs: ["-0"], receiverPipe: "head -c 1000", timeoutMs: 30_000 });
+    console.log(`head -c 1000: sender exit ${r.sender.code} in ${r.sender.ms.toFixed(0)} ms (${r.sender.stderr.trim()}), receiver exit ${r.receiver.code} in ${r.receiver.ms.toFixed(0)} ms (${r.receiver.stderr.trim()})`);
+    expect(sizeOf(r.outPath)).toBe(1000);
+    expect(isPrefix(r.outPath, input)).toBe(true);
+    expect(r.receiver.code).toBe(1);
+    expect(oneLine(r.receiver.stderr)).toMatch(/broken pipe/i);
+    expect(r.sender.code).toBe(1);
+    expect(oneLine(r.sender.stderr)).toMatch(/receiver aborted.*broken pipe/i);
+    // Promptly: the whole input would take ~3 s; the peer timeout is 5 s.
+    expect(r.sender.ms).toBeLessThan(2000);
+    expect(r.receiver.ms).toBeLessThan(2000);
+  }, 40_000);
+
+  test("a slow reader (~10 MB/s): exact, no retransmission storm, memory bounded", async () => {
+    const t = await topology();
+    const bytes = 48 * MB;
+    const input = await file("slow", bytes);
+    const reader = `${scratch.dir}/slow-reader.js`;
+    // Reads stdin in 64 KiB pieces and sleeps to hold the rate.
+    writeFileSync(
+      reader,
+      `const fs = require("node:fs"); const rate = Number(process.argv[2]); const buf = Buffer.alloc(65536);
+       const t0 = performance.now(); let n = 0;
+       for (;;) { const r = fs.readSync(0, buf, 0, buf.length, null); if (r <= 0) break;
+         for (let o = 0; o < r; ) o += fs.writeSync(1, buf, o, r - o);
+         n += r; const d = t0 + (n / rate) * 1000 - performance.now(); if (d > 0) Bun.sleepSync(d); }\n`,
+    );
+    const sJson = `${scratch.dir}/slow.s.json`;
+    let sPeak = 0, rPeak = 0;
+    // -m on the receiver: an 8 MiB window, so flow control, not the window, holds the sender.
+    const r = await transfer(t, {
+      input,
+      senderArgs: ["-0", "-v", "--stats-json", sJson],
+      receiverArgs: ["-v", "-m"],
+      receiverPipe: `${process.execPath} ${reader} 10000000`,
+      timeoutMs: 60_000,
+      during: async ({ sender, receiver }) => {
+        let rPid: number | null = null;
+        while (running(sender) || running(receiver)) {
+          rPid ??= findL2pipe(receiver.pid);
+          sPeak = Math.max(sPeak, peakRssKiB(sender.pid));
+          rPeak = Math.max(rPeak, peakRssKiB(rPid));
+          await Bun.sleep(20);
+        }
+      },
+    });
+    expect(verdict(r)).toContain("sha equal");
+    expect(r.sender.code).toBe(0);
+    expect(r.receiver.code).toBe(0);
+    const st = (await Bun.file(sJson).json()) as { links: Array<{ framesSent: number; framesRetransmitted: number }> };
+    const sent = st.links[0]!.framesSent, resent = st.links[0]!.framesRetransmitted;
+    const mbps = bytes / 1e6 / (r.ms / 1000);
+    console.log(
+      `slow reader: ${(r.ms / 1000).toFixed(2)} s (${mbps.toFixed(1)} MB/s), ${resent} of ${sent} frames resent, ` +
+        `peak RSS sender ${(sPeak / 1024).toFixed(0)} MiB, receiver ${(rPeak / 1024).toFixed(0)} MiB`,
+    );
+    // The reader set the pace.
+    expect(mbps).toBeLessThan(12);
+    // A storm would resend a good part of the stream; the start alone costs ~350 frames (the
+    // first window outruns the initial 5 ms RTT guess).
+    expect(resent).toBeLessThan(sent * 0.03);
+    expect(sPeak).toBeGreaterThan(0);
+    expect(rPeak).toBeGreaterThan(0);
+    expect(sPeak).toBeLessThan(400 * 1024);
+    expect(rPeak).toBeLessThan(400 * 1024);
+  }, 60_000);
+});
