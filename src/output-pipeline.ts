@@ -1,31 +1,44 @@
-// The receiver's output stage: a Worker parses records from the reassembly ring in stream order,
-// verifies and decodes them and writes the original bytes to the output fd.
+// The receiver's output stage: Workers parse records from the reassembly ring in stream order,
+// verify and decode them and write the original bytes to the output fd.
 //
-// The main thread publishes how much of the wire stream is complete; the worker reports how much
-// it has consumed. Both are 64-bit offsets in a BigInt64Array (one BigInt per publish or per
+// The main thread publishes how much of the wire stream is complete; the workers report how much
+// has been consumed. Both are 64-bit offsets in a BigInt64Array (one BigInt per publish or per
 // record, never per frame). Status and errors live in the shared buffer too, because the main
 // thread sits in poll() and may not turn its event loop to receive messages.
+//
+// With `workers` > 1 (parallel decode), worker i owns records i, i+n, i+2n, ...: the owner of
+// record k parses its header, hands the offset of record k+1 to the next worker through a mailbox,
+// then decodes and checks its chunk in parallel with the others; they write in turn (a shared
+// record counter), so output order, verification before writing and the in-order stream CRC are
+// as with one worker. (Workers do not walk the chain on their own: a lagging worker could read a
+// header whose ring space was already consumed and reused.)
 import { lz4Bound } from "../ffi/lz4";
 import { L2Error } from "./errors";
 import { RECORD_HEADER } from "./record";
+
+export const MAX_OUTPUT_WORKERS = 16;
 
 // BigInt64 indices
 export const OB_PUBLISHED = 0;
 export const OB_CONSUMED = 1;
 export const OB_WRITTEN = 2;
-export const OB_WORDS = 4;
+export const OB_CHAIN_POS = 4; // MAX_OUTPUT_WORKERS mailboxes: wire offset of record k in [k % n]
+export const OB_WORDS = OB_CHAIN_POS + MAX_OUTPUT_WORKERS;
 // Int32 indices (after the BigInt words)
 const I0 = OB_WORDS * 2;
-export const OI_WAITING = I0 + 0; // worker is (about to be) blocked on OB_PUBLISHED
+export const OI_WAITING = I0 + 0; // workers (about to be) blocked on OB_PUBLISHED
 export const OI_STATE = I0 + 1;
 export const OI_CHUNKS = I0 + 2;
 export const OI_LZ4_CHUNKS = I0 + 3;
 export const OI_STREAM_CRC = I0 + 4;
 export const OI_ERROR_LEN = I0 + 5;
 export const OI_STOP = I0 + 6;
-// Float64 index
-export const OF_STALL_MS = (I0 + 8) / 2;
-export const OUT_ERROR_OFF = (I0 + 16) * 4; // UTF-8 error message bytes
+export const OI_TURN = I0 + 7; // index of the next record to write (mod 2^32)
+export const OI_LOCK = I0 + 8; // serialises a late dlopen of liblz4 between workers
+export const OI_CHAIN_SEQ = I0 + 10; // MAX_OUTPUT_WORKERS: record index whose offset is in the mailbox
+// Float64 indices: per-worker stall milliseconds
+export const OF_STALL_MS = (OI_CHAIN_SEQ + MAX_OUTPUT_WORKERS) / 2;
+export const OUT_ERROR_OFF = (OF_STALL_MS + MAX_OUTPUT_WORKERS) * 8; // UTF-8 error message bytes
 export const OUT_ERROR_MAX = 1024;
 export const OUT_CTL_BYTES = OUT_ERROR_OFF + OUT_ERROR_MAX;
 
@@ -39,7 +52,7 @@ export interface OutputStatus {
   written: number;
   streamCrc: number;
   chunks: number;
-  /** Milliseconds the worker waited for wire data (the output stage was starved). */
+  /** Milliseconds a worker waited for wire data (the output stage was starved); mean over workers. */
   stallMs: number;
   lz4Chunks: number;
 }
@@ -52,6 +65,8 @@ export interface OutputInit {
   wakeFd: number;
   needLz4: boolean;
   maxChunk: number;
+  id: number;
+  workers: number;
 }
 
 export class OutputPipeline {
@@ -63,13 +78,14 @@ export class OutputPipeline {
 
   private constructor(
     private readonly ctl: SharedArrayBuffer,
-    private readonly worker: Worker,
+    private readonly workers: Worker[],
   ) {
     this.big = new BigInt64Array(ctl);
     this.i32 = new Int32Array(ctl);
     this.f64 = new Float64Array(ctl);
   }
 
+  /** `workers` (default 1, at most 16) > 1 decodes in parallel; one worker decodes ~2-4 GB/s. */
   static async create(opts: {
     ring: SharedArrayBuffer;
     ringSize: number;
@@ -77,34 +93,42 @@ export class OutputPipeline {
     wakeFd: number;
     needLz4: boolean;
     maxChunk: number;
+    workers?: number;
   }): Promise<OutputPipeline> {
     const { ring, ringSize, maxChunk } = opts;
-    if (!(ringSize > 0) || (ringSize & (ringSize - 1)) !== 0 || ring.byteLength < ringSize) {
-      throw new L2Error(`OutputPipeline: ringSize ${ringSize} must be a power of two within the ring buffer`);
+    const n = opts.workers ?? 1;
+    if (!(ringSize > 0 && ringSize <= 2 ** 30) || (ringSize & (ringSize - 1)) !== 0 || ring.byteLength < ringSize) {
+      throw new L2Error(`OutputPipeline: ringSize ${ringSize} must be a power of two <= 1 GiB within the ring buffer`);
     }
-    // A record must fit in the ring whole, or the worker would wait for it forever.
+    // A record must fit in the ring whole, or the workers would wait for it forever.
     if (!(maxChunk >= 1) || RECORD_HEADER + lz4Bound(maxChunk) > ringSize) {
       throw new L2Error(`OutputPipeline: maxChunk ${maxChunk} does not fit a ring of ${ringSize} bytes`);
     }
+    if (!(n >= 1 && n <= MAX_OUTPUT_WORKERS)) throw new L2Error(`OutputPipeline: workers ${n} out of range 1..${MAX_OUTPUT_WORKERS}`);
     const ctl = new SharedArrayBuffer(OUT_CTL_BYTES);
-    const w = new Worker(new URL("./workers/output.ts", import.meta.url).href);
-    const init: OutputInit = { ...opts, ctl };
-    await new Promise<void>((resolve, reject) => {
-      w.onmessage = (ev: MessageEvent) => {
-        const m = ev.data as { type: string; message?: string; exitCode?: number };
-        w.onmessage = null;
-        if (m.type === "ready") resolve();
-        else reject(new L2Error(m.message ?? "output worker failed to start", m.exitCode));
-      };
-      w.onerror = (ev) => reject(new L2Error(`output worker failed to start: ${ev.message}`));
-      w.postMessage(init);
-    }).catch((e) => {
-      w.terminate();
+    const workers: Worker[] = [];
+    try {
+      // One at a time: concurrent first dlopen() in fresh Workers can crash Bun (oven-sh/bun#40972).
+      for (let id = 0; id < n; id++) {
+        const w = new Worker(new URL("./workers/output.ts", import.meta.url).href, {
+          // Bun would give the Worker the environment from process start; L2PIPE_LZ4_LIB may be set later.
+          env: { ...process.env } as Record<string, string>,
+        });
+        workers.push(w);
+        const init: OutputInit = {
+          ring, ringSize, ctl, outFd: opts.outFd, wakeFd: opts.wakeFd, needLz4: opts.needLz4, maxChunk, id, workers: n,
+        };
+        await startWorker(w, init);
+      }
+    } catch (e) {
+      stopWorkers(new Int32Array(ctl), workers);
       throw e;
-    });
-    w.onerror = null;
-    w.unref();
-    return new OutputPipeline(ctl, w);
+    }
+    for (const w of workers) {
+      // Bun extension, absent from the DOM typings: idle workers must not keep the process alive.
+      (w as unknown as { unref(): void }).unref();
+    }
+    return new OutputPipeline(ctl, workers);
   }
 
   /** Wire-stream bytes [0, completeEnd) are in the ring and final. */
@@ -112,11 +136,11 @@ export class OutputPipeline {
     if (completeEnd <= this.lastPublished) return;
     this.lastPublished = completeEnd;
     Atomics.store(this.big, OB_PUBLISHED, BigInt(completeEnd));
-    // Sequentially consistent with the worker's WAITING-then-recheck, so no wake-up is lost.
+    // Sequentially consistent with the workers' WAITING-then-recheck, so no wake-up is lost.
     if (Atomics.load(this.i32, OI_WAITING) !== 0) Atomics.notify(this.big, OB_PUBLISHED);
   }
 
-  /** Wire-stream bytes the worker is finished with; their ring space may be reused. */
+  /** Wire-stream bytes the workers are finished with; their ring space may be reused. */
   consumed(): number {
     return Number(Atomics.load(this.big, OB_CONSUMED));
   }
@@ -125,16 +149,18 @@ export class OutputPipeline {
     const state = Atomics.load(this.i32, OI_STATE);
     let error: string | null = null;
     if (state === STATE_FAILED) {
-      const len = this.i32[OI_ERROR_LEN]!;
+      const len = Math.max(0, Atomics.load(this.i32, OI_ERROR_LEN));
       error = new TextDecoder().decode(new Uint8Array(this.ctl, OUT_ERROR_OFF, len).slice());
     }
+    let stall = 0;
+    for (let i = 0; i < this.workers.length; i++) stall += this.f64[OF_STALL_MS + i]!;
     return {
       finished: state === STATE_FINISHED,
       error,
       written: Number(Atomics.load(this.big, OB_WRITTEN)),
       streamCrc: Atomics.load(this.i32, OI_STREAM_CRC) >>> 0,
       chunks: Atomics.load(this.i32, OI_CHUNKS),
-      stallMs: this.f64[OF_STALL_MS]!,
+      stallMs: stall / this.workers.length,
       lz4Chunks: Atomics.load(this.i32, OI_LZ4_CHUNKS),
     };
   }
@@ -142,8 +168,33 @@ export class OutputPipeline {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    Atomics.store(this.i32, OI_STOP, 1);
-    Atomics.notify(this.big, OB_PUBLISHED);
-    this.worker.terminate();
+    stopWorkers(this.i32, this.workers);
   }
+}
+
+function startWorker(w: Worker, init: OutputInit): Promise<void> {
+  return new Promise((resolve, reject) => {
+    w.onmessage = (ev: MessageEvent) => {
+      const m = ev.data as { type: string; message?: string; exitCode?: number };
+      w.onmessage = null;
+      w.onerror = null;
+      if (m.type === "ready") resolve();
+      else reject(new L2Error(m.message ?? "output worker failed to start", m.exitCode));
+    };
+    w.onerror = (ev) => {
+      w.onerror = null;
+      reject(new L2Error(`output worker failed to start: ${ev.message}`));
+    };
+    w.postMessage(init);
+  });
+}
+
+function stopWorkers(i32: Int32Array, workers: Worker[]): void {
+  // Workers leave their waits on STOP and exit by themselves; terminate() is the backstop
+  // (it cannot interrupt a write() blocked on a stalled reader: process exit does).
+  Atomics.store(i32, OI_STOP, 1);
+  Atomics.notify(new BigInt64Array(i32.buffer), OB_PUBLISHED);
+  Atomics.notify(i32, OI_TURN);
+  for (let i = 0; i < MAX_OUTPUT_WORKERS; i++) Atomics.notify(i32, OI_CHAIN_SEQ + i);
+  for (const w of workers) w.terminate();
 }

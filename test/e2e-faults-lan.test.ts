@@ -398,15 +398,9 @@ describe("two sender/receiver pairs on one segment", () => {
     }
   }, 90_000);
 
-  // todo (product bug, src/shell/sender.ts onFrame + links.ts sendSimple): the REJECT that sends a
-  // second receiver back to listening is dropped when the sender's 64 tx slots are full, which
-  // is the case as soon as it streams DATA (the first HELLO_ACK starts the transfer; the
-  // other's arrives a moment later). sendSimple() returns false, nobody looks, and REJECT is
-  // never repeated (the rejected receiver answers HELLOs only, and those have stopped). That
-  // receiver stays pinned to a sender that is not talking to it and fails after -t; the other
-  // sender hears no one and exits 4 after 30 s. Failed in 9 of 14 runs here (8 of 8 on a busy
-  // machine); passed 10 of 10 with REJECTs that found no slot queued and sent on the next turn.
-  test.todo("both pairs start at once: each receiver gets one whole stream, each a different one", async () => {
+  // The REJECT that sends a second receiver back to listening must get out even while DATA
+  // fills every send slot; and a receiver greeted but never sent to listens again after -t.
+  test("both pairs start at once: each receiver gets one whole stream, each a different one", async () => {
     // Both receivers hear both senders' HELLO broadcasts and may answer either: a sender keeps
     // the first answer and sends REJECT to the other, which goes back to listening. Which
     // receiver ends up with which stream is a race; that each gets exactly one is not.

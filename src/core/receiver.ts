@@ -82,6 +82,8 @@ export class ReceiverCore {
   doneTotal = 0;
   doneCrc = 0;
   private lastHeardAny = -Infinity;
+  /** A DATA or PING of this session arrived: from then on silence is a failure, not a mix-up. */
+  private dataSeen = false;
   /** When the first HELLO arrived; null while listening. */
   transferStart: number | null = null;
 
@@ -132,13 +134,23 @@ export class ReceiverCore {
 
   /** The sender's reply to a HELLO_ACK from another receiver: go back to listening if nothing started. */
   onReject(device: number): void {
-    const l = this.links[device];
-    if (this.phase !== RxPhase.Transfer || this.cum > 0 || this.above.count > 0) return;
-    l.senderLink = -1;
-    if (this.links.every((o) => o.senderLink === -1)) {
-      this.phase = RxPhase.Listen;
-      this.session = 0;
+    if (this.phase !== RxPhase.Transfer || this.dataSeen) return;
+    this.links[device].senderLink = -1;
+    if (this.links.every((o) => o.senderLink === -1)) this.relisten();
+  }
+
+  private relisten(): void {
+    for (const l of this.links) {
+      l.senderLink = -1;
+      l.pns.clear();
+      l.largestPn = -1;
+      l.pending = 0;
+      l.ackNow = false;
     }
+    this.phase = RxPhase.Listen;
+    this.session = 0;
+    this.transferStart = null;
+    this.lastHeardAny = -Infinity;
   }
 
   /** Checks a frame's session, link and source against what this run is pinned to. */
@@ -158,6 +170,7 @@ export class ReceiverCore {
   onData(device: number, now: number, wirePn: number, offset: number, len: number): Accept {
     const l = this.links[device];
     this.heard(l, now);
+    this.dataSeen = true;
     const end = offset + len;
     if (end > this.limit() || len <= 0) {
       l.dropped++;
@@ -189,6 +202,7 @@ export class ReceiverCore {
   /** A PING (authentic): acknowledged like data. */
   onPing(device: number, now: number, wirePn: number): void {
     const l = this.links[device];
+    this.dataSeen = true;
     this.heard(l, now);
     this.notePacket(l, now, wirePn);
     l.ackNow = true;
@@ -246,6 +260,12 @@ export class ReceiverCore {
     }
     if (this.phase !== RxPhase.Transfer) return;
     if (now - this.lastHeardAny > this.cfg.timing.peerTimeoutMs) {
+      if (!this.dataSeen) {
+        // Greeted but never sent to: that sender took another receiver (and its REJECT was
+        // lost) or died before starting. Nothing was written, so listen again.
+        this.relisten();
+        return;
+      }
       const names = this.links.filter((l) => l.senderLink >= 0).map((l) => deviceName(l.device));
       this.fail(
         `sender lost: nothing heard on ${names.join(", ")} for ${(this.cfg.timing.peerTimeoutMs / 1000).toFixed(1)} s`,

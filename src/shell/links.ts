@@ -3,6 +3,7 @@
 
 import { lookupDevice, type Device } from "./device";
 import { PacketSocket } from "./packet-socket";
+import { Poller, POLLOUT } from "../../ffi/libc";
 import {
   COMMON_END, DATA_HEADER, DONE_LEN, ETH_HEADER, FrameCrc, FrameType, HELLO_LEN, MAX_ABORT_TEXT, MIN_FRAME,
   OFF_ABORT_CODE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_CRC, OFF_DATA_OFFSET, OFF_DONE_CRC, OFF_DONE_TOTAL,
@@ -185,4 +186,31 @@ export function readName(bytes: Uint8Array, offset: number): string {
   let end = offset;
   while (end < offset + 16 && bytes[end] !== 0) end++;
   return new TextDecoder().decode(bytes.subarray(offset, end));
+}
+
+/**
+ * Tells the peer on every link why this side stops. Queued data is dropped so the ABORT is not
+ * stuck behind it, and each copy waits briefly for socket room: the peer should hear it at once
+ * rather than find out by its timeout.
+ */
+export function abortOnAllLinks(links: Link[], session: number, senderLinkOf: (l: Link) => number, code: number, reason: string): void {
+  const poller = new Poller(1);
+  for (let round = 0; round < 3; round++) {
+    for (const l of links) {
+      const senderLink = senderLinkOf(l);
+      if (senderLink < 0) continue;
+      l.socket.txClear();
+      l.sendAbort(session, senderLink, code, reason);
+      for (let tries = 0; tries < 5 && l.socket.txPending() > 0; tries++) {
+        try {
+          if (l.socket.flush() > 0) break;
+        } catch {
+          break; // the device is gone: nothing to tell on it
+        }
+        poller.set(0, l.socket.fd, POLLOUT);
+        poller.count = 1;
+        poller.wait(10);
+      }
+    }
+  }
 }

@@ -255,6 +255,11 @@ export class PacketSocket {
     return this.pending;
   }
 
+  /** Forgets every pending frame (when the run is over and only a last word still matters). */
+  txClear(): void {
+    this.pending = 0;
+  }
+
   /** Sends the pending frames in order with one sendmmsg(MSG_DONTWAIT); returns how many went.
    * The unsent rest stays pending (moved to slots 0..) for the next flush. A full socket buffer
    * or queue (EAGAIN/ENOBUFS) sends 0; a down or vanished device throws an L2Error. */

@@ -8,7 +8,7 @@ import { FrameType, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_ACK_CUM, OFF_ACK_DEL
   OFF_SESSION, OFF_TYPE, DATA_HEADER, FEATURE_LZ4, readU64, verifyFrame, writeU64 } from "../wire";
 import { ReceiverCore, RxPhase, Accept } from "../core/receiver";
 import { defaultTiming } from "../core/timing";
-import { openLinks, type Link } from "./links";
+import { abortOnAllLinks, openLinks, type Link } from "./links";
 import { Poller, POLLIN, POLLOUT, createEventFd, drainEventFd } from "../../ffi/libc";
 import { OutputPipeline } from "../output-pipeline";
 import { loadLz4 } from "../../ffi/lz4";
@@ -20,6 +20,9 @@ import { Interrupts } from "./interrupts";
 import { OutputGate, RecordWalker } from "./output-gate";
 
 const STDOUT = 1;
+/** Below this many frames per turn the loop naps COALESCE_MS before the next receive. */
+const COALESCE_FRAMES = 32;
+const COALESCE_MS = 0.25;
 
 export async function runReceiver(opts: Options, interrupts: Interrupts): Promise<number> {
   const plan = memoryPlan(opts);
@@ -60,6 +63,8 @@ class ReceiverLoop {
   private readonly reporter: Reporter;
   private lz4Checked = false;
   private outputSignalled = true;
+  private framesThisTurn = 0;
+  private readonly nap = new Int32Array(new SharedArrayBuffer(4));
   private lastStatus = 0;
   private readonly walker: RecordWalker;
   private readonly gate: OutputGate;
@@ -127,14 +132,7 @@ class ReceiverLoop {
 
   private abort(reason: string, code: number): number {
     const core = this.core;
-    for (let round = 0; round < 3; round++) {
-      for (const l of this.links) {
-        const rl = core.links[l.index];
-        if (rl.senderLink < 0) continue;
-        l.sendAbort(core.session, rl.senderLink, code, reason);
-        this.flushLink(l);
-      }
-    }
+    abortOnAllLinks(this.links, core.session, (l) => core.links[l.index].senderLink, code, reason);
     this.reporter.finish(this.statistics(performance.now()), false, reason);
     throw new L2Error(reason, code);
   }
@@ -142,11 +140,13 @@ class ReceiverLoop {
   // ---- receive -------------------------------------------------------------------------
 
   private receive(now: number): void {
+    this.framesThisTurn = 0;
     for (const l of this.links) {
       const sock = l.socket;
       for (let burst = 0; burst < 16; burst++) {
         const n = sock.recv();
         if (n === 0) break;
+        this.framesThisTurn += n;
         for (let i = 0; i < n; i++) this.onFrame(l, sock.rxOffset(i), sock.rxLength(i), now);
         // Acks go out as soon as they are due, not after the socket is drained.
         this.transmitAcks(now);
@@ -283,6 +283,12 @@ class ReceiverLoop {
   }
 
   private sleep(now: number): void {
+    if (this.framesThisTurn > 0 && this.framesThisTurn < COALESCE_FRAMES && this.core.phase === RxPhase.Transfer) {
+      // Frames trickle in one by one: wait a moment and take them in a batch, rather than
+      // paying a wake-up and a round of system calls for each.
+      Atomics.wait(this.nap, 0, 0, COALESCE_MS);
+      return;
+    }
     const p = this.poller;
     let n = 0;
     for (const l of this.links) p.set(n++, l.socket.fd, POLLIN | (l.socket.txPending() > 0 ? POLLOUT : 0));

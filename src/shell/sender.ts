@@ -7,7 +7,7 @@ import { FrameType, FrameCrc, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK
   OFF_SESSION, OFF_TYPE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, FEATURE_LZ4, readU64, verifyFrame } from "../wire";
 import { SenderCore, Phase, LinkState } from "../core/sender";
 import { defaultTiming } from "../core/timing";
-import { openLinks, type Link } from "./links";
+import { abortOnAllLinks, openLinks, type Link } from "./links";
 import { Poller, POLLIN, POLLOUT, POLLHUP, POLLERR, addressOf, createEventFd, drainEventFd, readFd, setPipeSize, describeErrno } from "../../ffi/libc";
 import { CompressPool } from "../compress-pool";
 import { KIND_RAW, RECORD_HEADER, END_RECORD, writeHeader as writeRecordHeader, writeEnd, crc32Combine } from "../record";
@@ -130,13 +130,7 @@ class SenderLoop {
   }
 
   private abort(reason: string, code: number): number {
-    for (let round = 0; round < 3; round++) {
-      for (const l of this.links) {
-        if (!l.peerKnown) continue;
-        l.sendAbort(this.session, l.index, code, reason);
-        this.flushLink(l);
-      }
-    }
+    abortOnAllLinks(this.links, this.session, (l) => (l.peerKnown ? l.index : -1), code, reason);
     this.reporter.finish(this.statistics(performance.now()), false, reason);
     throw new L2Error(reason, code);
   }
@@ -175,7 +169,15 @@ class SenderLoop {
       );
       if (!accepted) {
         // Another receiver answered our broadcast: tell it to go back to listening.
-        l.sendSimple(FrameType.Reject, this.session, l.index, 0, sock.rx.subarray(base + 6, base + 12));
+        const other = sock.rx.subarray(base + 6, base + 12);
+        if (!l.sendSimple(FrameType.Reject, this.session, l.index, 0, other)) {
+          // All slots hold data for a full socket: make room, the REJECT must not be lost.
+          this.flushLink(l);
+          if (!l.sendSimple(FrameType.Reject, this.session, l.index, 0, other)) {
+            l.socket.txClear();
+            l.sendSimple(FrameType.Reject, this.session, l.index, 0, other);
+          }
+        }
         l.foreignFrames++;
       } else if (!l.peerKnown) l.setPeer(sock.rx, base + 6);
       return;

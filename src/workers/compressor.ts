@@ -1,10 +1,12 @@
 // Compressor Worker: claims queued chunks from the pool's shared buffer, writes each one's
-// complete record (CRC, then LZ4 or RAW body) and wakes the main thread through its eventfd.
+// complete record (CRC, then LZ4 or RAW body) and wakes the main thread through its eventfd
+// when it waits for that chunk.
 import { addressOf, libc, signalEventFd } from "../../ffi/libc";
 import { loadLz4, type Lz4 } from "../../ffi/lz4";
 import { L2Error } from "../errors";
 import {
-  CTL_CLAIMED, CTL_STOP, CTL_STREAK, CTL_SUBMITTED, PROBE_EVERY, SKIP_AFTER, SLOT_DONE, type PoolLayout,
+  CTL_CLAIMED, CTL_HEAD, CTL_STOP, CTL_STREAK, CTL_SUBMITTED, CTL_WANT, PROBE_EVERY, SKIP_AFTER, SLOT_DONE,
+  type PoolLayout,
 } from "../compress-pool";
 import { KIND_LZ4, KIND_RAW, RECORD_HEADER, writeHeader } from "../record";
 
@@ -88,6 +90,9 @@ function run({ sab, layout: L, wakeFd, index }: Init, lz4: Lz4): void {
     ctl[L.skipped + slot] = skip ? 1 : 0;
     busy[L.busy + index] += performance.now() - t0;
     Atomics.store(ctl, L.state + slot, SLOT_DONE);
-    if (wakeFd >= 0) signalEventFd(wakeFd);
+    // Wake the main thread only if it is waiting for exactly this chunk (see compress-pool.ts).
+    if (Atomics.load(ctl, CTL_HEAD) === seq && Atomics.compareExchange(ctl, CTL_WANT, 1, 0) === 1 && wakeFd >= 0) {
+      signalEventFd(wakeFd);
+    }
   }
 }

@@ -1,13 +1,15 @@
-// Output Worker: parses records from the reassembly ring in order, verifies each chunk (decode,
-// length, CRC) before writing any of it, keeps the running stream length and CRC, and checks them
-// against the END record. Blocking writes: stdout back-pressure stalls only this thread.
+// Output Worker (one of n, n >= 1): takes every n-th record of the chain in the reassembly ring,
+// verifies its chunk (decode, length, CRC) before writing any of it, and writes when it holds the
+// write turn, so output is in stream order. The running stream length and CRC live in the shared
+// buffer, advanced by the turn holder, and are checked against the END record. Blocking writes:
+// stdout back-pressure stalls only the workers.
 import { addressOf, EAGAIN, EPIPE, libc, setPipeSize, signalEventFd, strerror, writeFd } from "../../ffi/libc";
 import { loadLz4, lz4Bound, type Lz4 } from "../../ffi/lz4";
 import { L2Error } from "../errors";
 import {
-  OB_CONSUMED, OB_PUBLISHED, OB_WRITTEN, OF_STALL_MS, OI_CHUNKS, OI_ERROR_LEN, OI_LZ4_CHUNKS, OI_STATE,
-  OI_STOP, OI_STREAM_CRC, OI_WAITING, OUT_ERROR_MAX, OUT_ERROR_OFF, STATE_FAILED, STATE_FINISHED,
-  type OutputInit,
+  MAX_OUTPUT_WORKERS, OB_CHAIN_POS, OB_CONSUMED, OB_PUBLISHED, OB_WRITTEN, OF_STALL_MS, OI_CHAIN_SEQ, OI_CHUNKS,
+  OI_ERROR_LEN, OI_LOCK, OI_LZ4_CHUNKS, OI_STATE, OI_STOP, OI_STREAM_CRC, OI_TURN, OI_WAITING, OUT_ERROR_MAX,
+  OUT_ERROR_OFF, STATE_FAILED, STATE_FINISHED, STATE_RUNNING, type OutputInit,
 } from "../output-pipeline";
 import {
   crc32Combine, END_BODY, KIND_END, KIND_LZ4, KIND_RAW, readCrc, readEncLen, readEndTotal, readFlags,
@@ -23,20 +25,27 @@ self.onmessage = (ev: MessageEvent) => {
   const init = ev.data as OutputInit;
   let lz4: Lz4 | null = null;
   try {
-    libc();
+    libc(); // open libc now, while workers are started one at a time
     if (init.needLz4) lz4 = loadLz4();
   } catch (e) {
     const err = e instanceof L2Error ? e : new L2Error(String(e));
     postMessage({ type: "error", message: err.message, exitCode: err.exitCode });
     return;
   }
-  setPipeSize(init.outFd, 1 << 20); // fails harmlessly when the output is not a pipe
+  if (init.id === 0) setPipeSize(init.outFd, 1 << 20); // fails harmlessly when not a pipe
   postMessage({ type: "ready" });
   new Output(init, lz4).run();
   process.exit(0);
 };
 
+/** close(), or another worker failed: leave quietly. */
 class Stop extends Error {}
+
+// Problems found before this worker's write turn, reported once it holds the turn (so that the
+// chunk index and stream offset in the message are exact and everything before is written).
+const OK = 0;
+const BAD_CRC = 1;
+const BAD_LZ4 = 2;
 
 class Output {
   private readonly big: BigInt64Array;
@@ -56,12 +65,11 @@ class Output {
   private readonly maxEnc: number;
   private readonly wakeEvery: number;
 
-  private pos = 0; // wire offset of the next record
+  private pos = 0; // wire offset of this worker's next record
+  private rec: number; // index of that record
   private published = 0;
   private lastWake = 0;
-  private streamOff = 0; // original bytes verified and written
-  private streamCrc = 0;
-  private chunk = 0;
+  private consumedTo = 0;
 
   constructor(
     private readonly o: OutputInit,
@@ -80,22 +88,28 @@ class Output {
     this.out = new Uint8Array(Math.max(o.maxChunk, 1024));
     this.outPtr = addressOf(this.out);
     this.wakeEvery = Math.max(1, Math.floor(o.ringSize / 8));
+    this.rec = o.id;
   }
 
   run(): void {
     try {
       while (this.step());
-      Atomics.store(this.i32, OI_STATE, STATE_FINISHED);
     } catch (e) {
       if (e instanceof Stop) return;
       this.fail(e instanceof Error ? e.message : String(e));
     }
-    this.wake();
   }
 
-  /** Handles one record; false after END. */
+  /** Handles this worker's next record; false once it has nothing more to do. */
   private step(): boolean {
-    const { ringSize } = this.o;
+    const { ringSize, workers } = this.o;
+    if (workers > 1) {
+      this.pos = this.receiveChain();
+      if (this.pos < 0) {
+        this.handChain(-1); // past END: tell the next worker too
+        return false;
+      }
+    }
     this.waitFor(this.pos + RECORD_HEADER);
     const at = this.pos % ringSize; // not `&`: offsets go beyond 2^32
     let dv = this.ringDv;
@@ -116,9 +130,11 @@ class Output {
       (kind === KIND_END && (rawLen !== 0 || encLen !== END_BODY)) ||
       (kind !== KIND_RAW && kind !== KIND_LZ4 && kind !== KIND_END);
     if (bad) {
+      this.awaitTurn();
       throw new Error(`${this.where()}: corrupt record header (kind ${kind}, rawLen ${rawLen}, encLen ${encLen})`);
     }
     const end = this.pos + RECORD_HEADER + encLen;
+    if (workers > 1) this.handChain(kind === KIND_END ? -1 : end);
     this.waitFor(end);
     const body = (at + RECORD_HEADER) & this.mask;
     const first = Math.min(encLen, ringSize - body); // body bytes before the ring end
@@ -126,69 +142,134 @@ class Output {
     if (kind === KIND_END) {
       for (let i = 0; i < END_BODY; i++) this.hdr[RECORD_HEADER + i] = this.ringU8[(body + i) & this.mask]!;
       const total = readEndTotal(this.hdrDv, 0);
-      if (total !== this.streamOff) {
-        throw new Error(`stream length mismatch at END: sender sent ${total} bytes, ${this.streamOff} received`);
+      this.awaitTurn();
+      const written = Number(Atomics.load(this.big, OB_WRITTEN));
+      const streamCrc = Atomics.load(this.i32, OI_STREAM_CRC) >>> 0;
+      if (total !== written) {
+        throw new Error(`stream length mismatch at END: sender sent ${total} bytes, ${written} received`);
       }
-      if (crc !== this.streamCrc) {
-        throw new Error(`stream CRC mismatch at END: sender ${hex(crc)}, received ${hex(this.streamCrc)}`);
+      if (crc !== streamCrc) {
+        throw new Error(`stream CRC mismatch at END: sender ${hex(crc)}, received ${hex(streamCrc)}`);
       }
       this.consume(end);
+      Atomics.store(this.i32, OI_STATE, STATE_FINISHED);
+      this.wake();
       return false;
     }
 
+    // Verify (and decode) before taking the turn: this is the part that runs in parallel.
     let chunkCrc: number;
+    let problem = OK;
+    let decoded = 0;
     if (kind === KIND_RAW) {
-      // Verified in place, written straight from the ring (in two pieces if it wraps).
       chunkCrc = Bun.hash.crc32(this.ringU8.subarray(body, body + first));
       if (first < encLen) chunkCrc = Bun.hash.crc32(this.ringU8.subarray(0, encLen - first), chunkCrc);
-      this.checkCrc(crc, chunkCrc);
-      this.writeAll(this.ringPtr + body, first);
-      if (first < encLen) this.writeAll(this.ringPtr, encLen - first);
-      this.consume(end);
+      if (chunkCrc !== crc) problem = BAD_CRC;
     } else {
-      const lz4 = this.lz4 ?? this.loadLz4();
+      const lz4 = this.lz4 ?? this.loadLz4Late();
       let src = this.ringPtr + body;
       if (first < encLen) {
         this.scratch.set(this.ringU8.subarray(body, ringSize), 0);
         this.scratch.set(this.ringU8.subarray(0, encLen - first), first);
         src = this.scratchPtr;
       }
-      const n = lz4.decompress(src, encLen, this.outPtr, rawLen);
-      if (n !== rawLen) {
-        throw new Error(n < 0
-          ? `${this.where()}: LZ4 body is corrupt (decoder error at input byte ${-n})`
-          : `${this.where()}: LZ4 body decodes to ${n} bytes, header says ${rawLen}`);
-      }
-      chunkCrc = Bun.hash.crc32(rawLen === this.out.length ? this.out : this.out.subarray(0, rawLen));
-      this.checkCrc(crc, chunkCrc);
-      this.consume(end); // the ring space is free once decoded: let the main thread reuse it during the write
+      decoded = lz4.decompress(src, encLen, this.outPtr, rawLen);
+      chunkCrc = decoded === rawLen ? Bun.hash.crc32(rawLen === this.out.length ? this.out : this.out.subarray(0, rawLen)) : 0;
+      if (decoded !== rawLen) problem = BAD_LZ4;
+      else if (chunkCrc !== crc) problem = BAD_CRC;
+    }
+
+    this.awaitTurn();
+    if (problem === BAD_CRC) throw new Error(`${this.where()}: CRC mismatch (record ${hex(crc)}, data ${hex(chunkCrc)})`);
+    if (problem === BAD_LZ4) {
+      throw new Error(decoded < 0
+        ? `${this.where()}: LZ4 body is corrupt (LZ4_decompress_safe returned ${decoded})`
+        : `${this.where()}: LZ4 body decodes to ${decoded} bytes, header says ${rawLen}`);
+    }
+    if (kind === KIND_RAW) {
+      // Written straight from the ring (in two pieces if it wraps), then its space is released.
+      this.writeAll(this.ringPtr + body, first);
+      if (first < encLen) this.writeAll(this.ringPtr, encLen - first);
+      this.consume(end);
+    } else {
+      this.consume(end); // decoded: the main thread may reuse the ring space during the write
       this.writeAll(this.outPtr, rawLen);
       Atomics.add(this.i32, OI_LZ4_CHUNKS, 1);
     }
-    this.streamCrc = crc32Combine(this.streamCrc, chunkCrc, rawLen);
-    this.streamOff += rawLen;
-    this.chunk++;
-    Atomics.store(this.big, OB_WRITTEN, BigInt(this.streamOff));
-    Atomics.store(this.i32, OI_STREAM_CRC, this.streamCrc | 0);
+    const streamCrc = Atomics.load(this.i32, OI_STREAM_CRC) >>> 0;
+    Atomics.store(this.i32, OI_STREAM_CRC, crc32Combine(streamCrc, chunkCrc, rawLen) | 0);
+    Atomics.store(this.big, OB_WRITTEN, BigInt(Number(Atomics.load(this.big, OB_WRITTEN)) + rawLen));
     Atomics.add(this.i32, OI_CHUNKS, 1);
+    this.rec++;
+    this.passTurn();
+    this.pos = end;
+    this.rec += workers - 1;
     return true;
   }
 
+  /** The wire offset of record this.rec, from the worker that parsed the record before it (-1: past END). */
+  private receiveChain(): number {
+    if (this.rec === 0) return 0;
+    const slot = this.rec % this.o.workers;
+    const want = this.rec | 0;
+    for (;;) {
+      const seq = Atomics.load(this.i32, OI_CHAIN_SEQ + slot);
+      if (seq === want) return Number(Atomics.load(this.big, OB_CHAIN_POS + slot));
+      if (this.stopped()) throw new Stop();
+      Atomics.wait(this.i32, OI_CHAIN_SEQ + slot, seq);
+    }
+  }
+
+  /** Hands the offset of record this.rec + 1 to its owner. */
+  private handChain(next: number): void {
+    const k = this.rec + 1;
+    const slot = k % this.o.workers;
+    Atomics.store(this.big, OB_CHAIN_POS + slot, BigInt(next));
+    Atomics.store(this.i32, OI_CHAIN_SEQ + slot, k | 0);
+    Atomics.notify(this.i32, OI_CHAIN_SEQ + slot);
+  }
+
   private where(): string {
-    return `chunk ${this.chunk} (stream offset ${this.streamOff}, wire offset ${this.pos})`;
+    return `chunk ${this.rec} (stream offset ${Number(Atomics.load(this.big, OB_WRITTEN))}, wire offset ${this.pos})`;
   }
 
-  private checkCrc(expected: number, got: number): void {
-    if (expected !== got) throw new Error(`${this.where()}: CRC mismatch (record ${hex(expected)}, data ${hex(got)})`);
+  private stopped(): boolean {
+    return Atomics.load(this.i32, OI_STOP) !== 0 || Atomics.load(this.i32, OI_STATE) !== STATE_RUNNING;
   }
 
-  private loadLz4(): Lz4 {
+  /** Blocks until every record before this.rec has been written. */
+  private awaitTurn(): void {
+    if (this.o.workers === 1) return;
+    const me = this.rec | 0;
+    for (;;) {
+      const t = Atomics.load(this.i32, OI_TURN);
+      if (t === me) return;
+      if (this.stopped()) throw new Stop();
+      Atomics.wait(this.i32, OI_TURN, t);
+    }
+  }
+
+  private passTurn(): void {
+    if (this.o.workers === 1) return;
+    Atomics.store(this.i32, OI_TURN, this.rec | 0);
+    Atomics.notify(this.i32, OI_TURN);
+  }
+
+  private loadLz4Late(): Lz4 {
+    // Two workers may meet their first LZ4 record together: one dlopen at a time.
+    while (Atomics.compareExchange(this.i32, OI_LOCK, 0, 1) !== 0) Atomics.wait(this.i32, OI_LOCK, 1, 10);
+    let reason = "";
     try {
       this.lz4 = loadLz4();
-      return this.lz4;
     } catch (e) {
-      throw new Error(`${this.where()}: LZ4 record, but ${e instanceof Error ? e.message : e}`);
+      reason = e instanceof Error ? e.message : String(e);
+    } finally {
+      Atomics.store(this.i32, OI_LOCK, 0);
+      Atomics.notify(this.i32, OI_LOCK);
     }
+    if (this.lz4) return this.lz4;
+    this.awaitTurn(); // outside the lock: the turn holder may need it
+    throw new Error(`${this.where()}: LZ4 record, but ${reason}`);
   }
 
   /** Blocks until wire bytes [0, target) are published. */
@@ -197,28 +278,28 @@ class Output {
     this.published = Number(Atomics.load(this.big, OB_PUBLISHED));
     if (this.published >= target) return;
     // Going idle: whatever was consumed since the last wake-up must reach the main thread now.
-    if (this.pos > this.lastWake) this.wake();
+    if (this.consumedTo > this.lastWake) this.wake();
     const t0 = performance.now();
     for (;;) {
-      if (Atomics.load(this.i32, OI_STOP) !== 0) throw new Stop();
-      Atomics.store(this.i32, OI_WAITING, 1);
+      if (this.stopped()) throw new Stop();
+      Atomics.add(this.i32, OI_WAITING, 1);
       const seen = Atomics.load(this.big, OB_PUBLISHED);
-      if (Number(seen) < target) Atomics.wait(this.big, OB_PUBLISHED, seen);
-      Atomics.store(this.i32, OI_WAITING, 0);
+      if (Number(seen) < target && !this.stopped()) Atomics.wait(this.big, OB_PUBLISHED, seen);
+      Atomics.sub(this.i32, OI_WAITING, 1);
       this.published = Number(Atomics.load(this.big, OB_PUBLISHED));
       if (this.published >= target) break;
     }
-    this.f64[OF_STALL_MS] += performance.now() - t0;
+    this.f64[OF_STALL_MS + this.o.id] += performance.now() - t0;
   }
 
   private consume(end: number): void {
-    this.pos = end;
+    this.consumedTo = end;
     Atomics.store(this.big, OB_CONSUMED, BigInt(end));
     if (end - this.lastWake >= this.wakeEvery) this.wake();
   }
 
   private wake(): void {
-    this.lastWake = this.pos;
+    this.lastWake = this.consumedTo;
     if (this.o.wakeFd >= 0) signalEventFd(this.o.wakeFd);
   }
 
@@ -240,11 +321,19 @@ class Output {
     }
   }
 
+  /** Called by the worker holding the write turn (or by any worker for an internal fault). */
   private fail(message: string): void {
+    // First failure wins; the message is in place before the state says FAILED.
+    if (Atomics.compareExchange(this.i32, OI_ERROR_LEN, 0, -1) !== 0) return;
     const bytes = new TextEncoder().encode(message);
     const len = Math.min(bytes.length, OUT_ERROR_MAX);
     new Uint8Array(this.o.ctl, OUT_ERROR_OFF, len).set(bytes.subarray(0, len));
-    this.i32[OI_ERROR_LEN] = len;
-    Atomics.store(this.i32, OI_STATE, STATE_FAILED);
+    Atomics.store(this.i32, OI_ERROR_LEN, len);
+    if (Atomics.compareExchange(this.i32, OI_STATE, STATE_RUNNING, STATE_FAILED) !== STATE_RUNNING) return;
+    // Wake the other workers so they see the failure and leave.
+    Atomics.notify(this.i32, OI_TURN);
+    for (let i = 0; i < MAX_OUTPUT_WORKERS; i++) Atomics.notify(this.i32, OI_CHAIN_SEQ + i);
+    Atomics.notify(this.big, OB_PUBLISHED);
+    this.wake();
   }
 }
