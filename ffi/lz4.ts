@@ -37,7 +37,8 @@ export function loadLz4(): Lz4 {
       LZ4_compressBound: { args: [FFIType.i32], returns: FFIType.i32 },
     });
   } catch (e) {
-    const reason = e instanceof Error ? e.message : String(e);
+    // Bun says 'Failed to open library "P": P: <dlerror>'; keep just the dlerror part.
+    const reason = (e instanceof Error ? e.message : String(e)).replace(/^Failed to open library "[^"]*": (?:[^:]*: )?/, "");
     throw systemError(
       `cannot load liblz4 (${path}: ${reason}): install liblz4-1 (e.g. apt-get install liblz4-1), or send uncompressed with -0`,
     );

@@ -1,0 +1,196 @@
+import { describe, expect, test } from "bun:test";
+import { ptr } from "bun:ffi";
+import { loadLz4, lz4Bound } from "../ffi/lz4";
+import {
+  crc32, crc32Combine, END_BODY, END_RECORD, KIND_END, KIND_LZ4, KIND_RAW, readCrc, readEncLen, readEndTotal,
+  readFlags, readKind, readRawLen, readReserved, RECORD_HEADER, writeEnd, writeHeader,
+} from "../src/record";
+
+const CHUNK = 65536;
+
+function randomBytes(n: number, seed = 1): Uint8Array {
+  // xorshift: reproducible and fast, unlike getRandomValues' 64 KiB limit per call.
+  const out = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+
+function textBytes(n: number): Uint8Array {
+  const words = ["record", "chunk", "stream", "ethernet", "link", "frame", "the", "of", "lz4", "pipe", "\n"];
+  let s = "";
+  let i = 0;
+  while (s.length < n) s += words[(i++ * 7919) % words.length] + " ";
+  return new TextEncoder().encode(s.slice(0, n));
+}
+
+describe("record header", () => {
+  test("layout constants", () => {
+    expect(RECORD_HEADER).toBe(16);
+    expect([KIND_RAW, KIND_LZ4, KIND_END]).toEqual([1, 2, 3]);
+    expect(END_BODY).toBe(8);
+    expect(END_RECORD).toBe(24);
+  });
+
+  test("round trips at any offset, big-endian, unsigned CRC", () => {
+    const buf = new Uint8Array(256).fill(0xaa);
+    const dv = new DataView(buf.buffer);
+    for (const off of [0, 1, 7, 100]) {
+      for (const [kind, raw, enc, crc] of [
+        [KIND_RAW, 65536, 65536, 0xffffffff],
+        [KIND_LZ4, 262144, 1234, 0x80000001],
+        [KIND_RAW, 0, 0, 0],
+        [KIND_LZ4, 0xffffffff, 0xfffffffe, 0x12345678],
+      ] as const) {
+        writeHeader(dv, off, kind, raw, enc, crc);
+        expect(readKind(dv, off)).toBe(kind);
+        expect(readFlags(dv, off)).toBe(0);
+        expect(readReserved(dv, off)).toBe(0);
+        expect(readRawLen(dv, off)).toBe(raw);
+        expect(readEncLen(dv, off)).toBe(enc);
+        expect(readCrc(dv, off)).toBe(crc);
+      }
+    }
+    writeHeader(dv, 0, KIND_LZ4, 0x01020304, 0x05060708, 0x090a0b0c);
+    expect([...buf.subarray(0, 16)]).toEqual([2, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  });
+
+  test("END record carries a 64-bit total", () => {
+    const buf = new Uint8Array(64);
+    const dv = new DataView(buf.buffer);
+    for (const total of [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 12345, 5 * 2 ** 40 + 7, 2 ** 53 - 1]) {
+      writeEnd(dv, 3, total, 0xdeadbeef);
+      expect(readKind(dv, 3)).toBe(KIND_END);
+      expect(readRawLen(dv, 3)).toBe(0);
+      expect(readEncLen(dv, 3)).toBe(END_BODY);
+      expect(readCrc(dv, 3)).toBe(0xdeadbeef);
+      expect(readEndTotal(dv, 3)).toBe(total);
+    }
+  });
+});
+
+describe("crc32", () => {
+  test("check value and seed chaining", () => {
+    expect(crc32(new TextEncoder().encode("123456789"))).toBe(0xcbf43926);
+    expect(crc32(new Uint8Array(0))).toBe(0);
+    const data = randomBytes(10000);
+    expect(crc32(data.subarray(3000), crc32(data.subarray(0, 3000)))).toBe(crc32(data));
+  });
+
+  test("crc32Combine matches real concatenations", () => {
+    const data = new Uint8Array(3 * CHUNK + 5000);
+    data.set(randomBytes(CHUNK + 3, 7));
+    data.set(textBytes(data.length - CHUNK - 3), CHUNK + 3);
+    const lens = [0, 1, 2, 3, 4, 7, 8, 15, 16, 255, 256, 1000, 4095, 4096, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 4999];
+    let checked = 0;
+    for (const la of lens) {
+      for (const lb of lens) {
+        if (la + lb > data.length) continue;
+        const a = data.subarray(0, la);
+        const b = data.subarray(la, la + lb);
+        expect(crc32Combine(crc32(a), crc32(b), lb)).toBe(crc32(data.subarray(0, la + lb)));
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(300);
+  });
+
+  test("crc32Combine builds a stream CRC from chunk CRCs", () => {
+    const data = randomBytes(10 * 4000 + 123, 99);
+    let stream = 0;
+    for (let off = 0; off < data.length; off += 4000) {
+      const c = data.subarray(off, Math.min(off + 4000, data.length));
+      stream = crc32Combine(stream, crc32(c), c.length);
+    }
+    expect(stream).toBe(crc32(data));
+  });
+
+  test("crc32Combine is consistent for lengths beyond 4 GiB", () => {
+    // Associativity over huge lengths exercises the high powers of the operator table.
+    const [a, b, c] = [0x12345678, 0x9abcdef0, 0x0fedcba9];
+    for (const [l1, l2] of [[2 ** 32, 2 ** 32 + 5], [2 ** 40 + 3, 17], [2 ** 52, 2 ** 52 - 1], [65536, 2 ** 33]]) {
+      const left = crc32Combine(crc32Combine(a, b, l1!), c, l2!);
+      const right = crc32Combine(a, crc32Combine(b, c, l2!), l1! + l2!);
+      expect(left).toBe(right);
+    }
+  });
+});
+
+describe("lz4 binding", () => {
+  const lz4 = loadLz4();
+
+  test("bound matches LZ4_compressBound", () => {
+    for (const n of [0, 1, 255, 65536, 262144, 1 << 20]) expect(lz4.bound(n)).toBe(lz4Bound(n));
+  });
+
+  const text = textBytes(CHUNK);
+  const random = randomBytes(CHUNK, 5);
+  const cases: [string, Uint8Array][] = [
+    ["empty", new Uint8Array(0)],
+    ["1 byte", text.subarray(0, 1)],
+    ["chunk-1 text", text.subarray(0, CHUNK - 1)],
+    ["chunk text", text],
+    ["chunk incompressible", random],
+    ["chunk-1 incompressible", random.subarray(1)],
+  ];
+  const enc = new Uint8Array(lz4Bound(CHUNK) + 64);
+  const dec = new Uint8Array(CHUNK + 64);
+  for (const [name, src] of cases) {
+    test(`round trip: ${name}`, () => {
+      const copy = new Uint8Array(Math.max(src.length, 1024)); // own buffer: a stable pointer
+      copy.set(src);
+      const n = lz4.compress(ptr(copy), src.length, ptr(enc), enc.length, 1);
+      expect(n).toBeGreaterThan(0);
+      if (name === "chunk text") expect(n).toBeLessThan(src.length / 4);
+      const m = lz4.decompress(ptr(enc), n, ptr(dec), src.length);
+      expect(m).toBe(src.length);
+      expect(crc32(dec.subarray(0, m))).toBe(crc32(src));
+    });
+  }
+
+  test("incompressible input does not fit below its own size", () => {
+    const copy = new Uint8Array(random);
+    expect(lz4.compress(ptr(copy), copy.length, ptr(enc), copy.length - 1, 1)).toBe(0);
+  });
+
+  test("a corrupted body is caught by the decoder or the CRC", () => {
+    const src = new Uint8Array(text);
+    const crc = crc32(src);
+    const n = lz4.compress(ptr(src), src.length, ptr(enc), enc.length, 1);
+    const good = enc.slice(0, n);
+    let byDecoder = 0;
+    let byCrc = 0;
+    for (let i = 0; i < 200; i++) {
+      const bad = new Uint8Array(Math.max(n, 1024));
+      bad.set(good);
+      const at = (i * 7919) % n;
+      bad[at] ^= 1 << i % 8;
+      const m = lz4.decompress(ptr(bad), n, ptr(dec), src.length);
+      if (m !== src.length) byDecoder++;
+      else if (crc32(dec.subarray(0, m)) !== crc) byCrc++;
+      else throw new Error(`corruption at byte ${at} went undetected`);
+    }
+    expect(byDecoder + byCrc).toBe(200);
+  });
+
+  test("a missing library gives a clear system error", () => {
+    const r = Bun.spawnSync({
+      cmd: [process.execPath, "-e", `
+        import { loadLz4 } from ${JSON.stringify(import.meta.dir + "/../ffi/lz4")};
+        try { loadLz4(); } catch (e) { console.log(JSON.stringify({ name: e.name, code: e.exitCode, message: e.message })); }
+      `],
+      env: { ...process.env, L2PIPE_LZ4_LIB: "/nonexistent/liblz4.so.1" },
+    });
+    const out = JSON.parse(r.stdout.toString());
+    expect(out.name).toBe("L2Error");
+    expect(out.code).toBe(3);
+    expect(out.message).toContain("liblz4");
+    expect(out.message).toContain("install liblz4-1");
+    expect(out.message).toContain("-0");
+  });
+});
