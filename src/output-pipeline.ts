@@ -35,6 +35,7 @@ export const OI_ERROR_LEN = I0 + 5;
 export const OI_STOP = I0 + 6;
 export const OI_TURN = I0 + 7; // index of the next record to write (mod 2^32)
 export const OI_LOCK = I0 + 8; // serialises a late dlopen of liblz4 between workers
+export const OI_BLOCK_FILL = I0 + 9; // bytes waiting in the shared block buffer (touched by the turn holder only)
 export const OI_CHAIN_SEQ = I0 + 10; // MAX_OUTPUT_WORKERS: record index whose offset is in the mailbox
 // Float64 indices: per-worker stall milliseconds
 export const OF_STALL_MS = (OI_CHAIN_SEQ + MAX_OUTPUT_WORKERS) / 2;
@@ -67,6 +68,10 @@ export interface OutputInit {
   maxChunk: number;
   id: number;
   workers: number;
+  /** Size of every write to the output fd but the stream's last. */
+  blockSize: number;
+  /** The block buffer, shared by the workers. */
+  block: SharedArrayBuffer;
 }
 
 export class OutputPipeline {
@@ -94,12 +99,15 @@ export class OutputPipeline {
     needLz4: boolean;
     maxChunk: number;
     workers?: number;
+    blockSize?: number;
   }): Promise<OutputPipeline> {
     const { ring, ringSize, maxChunk } = opts;
     const n = opts.workers ?? 1;
-    if (!(ringSize > 0 && ringSize <= 2 ** 30) || (ringSize & (ringSize - 1)) !== 0 || ring.byteLength < ringSize) {
-      throw new L2Error(`OutputPipeline: ringSize ${ringSize} must be a power of two <= 1 GiB within the ring buffer`);
+    if (!(ringSize > 0 && ringSize <= 2 ** 40) || ring.byteLength < ringSize) {
+      throw new L2Error(`OutputPipeline: ringSize ${ringSize} must fit the ring buffer`);
     }
+    const blockSize = opts.blockSize ?? 256 * 1024;
+    const block = new SharedArrayBuffer(blockSize);
     // A record must fit in the ring whole, or the workers would wait for it forever.
     if (!(maxChunk >= 1) || RECORD_HEADER + lz4Bound(maxChunk) > ringSize) {
       throw new L2Error(`OutputPipeline: maxChunk ${maxChunk} does not fit a ring of ${ringSize} bytes`);
@@ -117,6 +125,7 @@ export class OutputPipeline {
         workers.push(w);
         const init: OutputInit = {
           ring, ringSize, ctl, outFd: opts.outFd, wakeFd: opts.wakeFd, needLz4: opts.needLz4, maxChunk, id, workers: n,
+          blockSize, block,
         };
         await startWorker(w, init);
       }

@@ -10,12 +10,12 @@ export interface MemoryPlan {
   poolSlots: number;
   sndBuf: number;
   rcvBuf: number;
+  /** Receiver: Workers that verify, decompress and write, in parallel and in turn. */
+  outputWorkers: number;
 }
 
-function nextPowerOfTwo(n: number): number {
-  let p = 1;
-  while (p < n) p *= 2;
-  return p;
+function roundUp(n: number, unit: number): number {
+  return Math.ceil(n / unit) * unit;
 }
 
 export function memoryPlan(opts: Options): MemoryPlan {
@@ -23,12 +23,13 @@ export function memoryPlan(opts: Options): MemoryPlan {
   const chunkSize = low ? 64 << 10 : 256 << 10;
   let ringSize = low ? 8 << 20 : 64 << 20;
   // The receiver's tape buffer is its reassembly ring.
-  if (opts.mode === "receive" && opts.bufferBytes > 0) ringSize = Math.max(ringSize, nextPowerOfTwo(opts.bufferBytes));
+  if (opts.mode === "receive" && opts.bufferBytes > 0) ringSize = Math.max(ringSize, roundUp(opts.bufferBytes, 1 << 20));
   return {
     ringSize,
     chunkSize,
     poolSlots: Math.max(4, opts.compressors * (low ? 2 : 4)),
     sndBuf: low ? 128 << 10 : 256 << 10,
     rcvBuf: low ? 4 << 20 : 32 << 20,
+    outputWorkers: low ? 1 : 2,
   };
 }

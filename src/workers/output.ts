@@ -8,7 +8,7 @@ import { loadLz4, lz4Bound, type Lz4 } from "../../ffi/lz4";
 import { L2Error } from "../errors";
 import {
   MAX_OUTPUT_WORKERS, OB_CHAIN_POS, OB_CONSUMED, OB_PUBLISHED, OB_WRITTEN, OF_STALL_MS, OI_CHAIN_SEQ, OI_CHUNKS,
-  OI_ERROR_LEN, OI_LOCK, OI_LZ4_CHUNKS, OI_STATE, OI_STOP, OI_STREAM_CRC, OI_TURN, OI_WAITING, OUT_ERROR_MAX,
+  OI_BLOCK_FILL, OI_ERROR_LEN, OI_LOCK, OI_LZ4_CHUNKS, OI_STATE, OI_STOP, OI_STREAM_CRC, OI_TURN, OI_WAITING, OUT_ERROR_MAX,
   OUT_ERROR_OFF, STATE_FAILED, STATE_FINISHED, STATE_RUNNING, type OutputInit,
 } from "../output-pipeline";
 import {
@@ -54,7 +54,6 @@ class Output {
   private readonly ringU8: Uint8Array;
   private readonly ringDv: DataView;
   private readonly ringPtr: number;
-  private readonly mask: number;
   // Scratch: a wrapped header, a wrapped LZ4 body, the decoded chunk. Allocated once.
   private readonly hdr = new Uint8Array(64);
   private readonly hdrDv = new DataView(this.hdr.buffer);
@@ -62,6 +61,8 @@ class Output {
   private readonly scratchPtr: number;
   private readonly out: Uint8Array;
   private readonly outPtr: number;
+  private readonly blk: Uint8Array;
+  private readonly blkPtr: number;
   private readonly maxEnc: number;
   private readonly wakeEvery: number;
 
@@ -81,7 +82,8 @@ class Output {
     this.ringU8 = new Uint8Array(o.ring, 0, o.ringSize);
     this.ringDv = new DataView(o.ring, 0, o.ringSize);
     this.ringPtr = addressOf(this.ringU8);
-    this.mask = o.ringSize - 1;
+    this.blk = new Uint8Array(o.block);
+    this.blkPtr = addressOf(this.blk);
     this.maxEnc = lz4Bound(o.maxChunk);
     this.scratch = new Uint8Array(Math.max(this.maxEnc, 1024));
     this.scratchPtr = addressOf(this.scratch);
@@ -96,6 +98,14 @@ class Output {
       while (this.step());
     } catch (e) {
       if (e instanceof Stop) return;
+      // What is in the block buffer was verified: it belongs to the prefix that gets out.
+      if (this.o.workers === 1 || Atomics.load(this.i32, OI_TURN) === (this.rec | 0)) {
+        try {
+          this.flushBlock();
+        } catch {
+          // the output itself failed: nothing more to save
+        }
+      }
       this.fail(e instanceof Error ? e.message : String(e));
     }
   }
@@ -115,7 +125,7 @@ class Output {
     let dv = this.ringDv;
     let h = at;
     if (at + RECORD_HEADER > ringSize) {
-      for (let i = 0; i < RECORD_HEADER; i++) this.hdr[i] = this.ringU8[(at + i) & this.mask]!;
+      for (let i = 0; i < RECORD_HEADER; i++) this.hdr[i] = this.ringU8[(at + i) % ringSize]!;
       dv = this.hdrDv;
       h = 0;
     }
@@ -136,11 +146,11 @@ class Output {
     const end = this.pos + RECORD_HEADER + encLen;
     if (workers > 1) this.handChain(kind === KIND_END ? -1 : end);
     this.waitFor(end);
-    const body = (at + RECORD_HEADER) & this.mask;
+    const body = (at + RECORD_HEADER) % ringSize;
     const first = Math.min(encLen, ringSize - body); // body bytes before the ring end
 
     if (kind === KIND_END) {
-      for (let i = 0; i < END_BODY; i++) this.hdr[RECORD_HEADER + i] = this.ringU8[(body + i) & this.mask]!;
+      for (let i = 0; i < END_BODY; i++) this.hdr[RECORD_HEADER + i] = this.ringU8[(body + i) % ringSize]!;
       const total = readEndTotal(this.hdrDv, 0);
       this.awaitTurn();
       const written = Number(Atomics.load(this.big, OB_WRITTEN));
@@ -151,6 +161,7 @@ class Output {
       if (crc !== streamCrc) {
         throw new Error(`stream CRC mismatch at END: sender ${hex(crc)}, received ${hex(streamCrc)}`);
       }
+      this.flushBlock();
       this.consume(end);
       Atomics.store(this.i32, OI_STATE, STATE_FINISHED);
       this.wake();
@@ -188,12 +199,12 @@ class Output {
     }
     if (kind === KIND_RAW) {
       // Written straight from the ring (in two pieces if it wraps), then its space is released.
-      this.writeAll(this.ringPtr + body, first);
-      if (first < encLen) this.writeAll(this.ringPtr, encLen - first);
+      this.emit(this.ringU8, body, first, this.ringPtr + body);
+      if (first < encLen) this.emit(this.ringU8, 0, encLen - first, this.ringPtr);
       this.consume(end);
     } else {
       this.consume(end); // decoded: the main thread may reuse the ring space during the write
-      this.writeAll(this.outPtr, rawLen);
+      this.emit(this.out, 0, rawLen, this.outPtr);
       Atomics.add(this.i32, OI_LZ4_CHUNKS, 1);
     }
     const streamCrc = Atomics.load(this.i32, OI_STREAM_CRC) >>> 0;
@@ -301,6 +312,46 @@ class Output {
   private wake(): void {
     this.lastWake = this.consumedTo;
     if (this.o.wakeFd >= 0) signalEventFd(this.o.wakeFd);
+  }
+
+  /**
+   * Writes verified bytes in blocks of exactly blockSize (the last one of the stream may be
+   * short), as tape drives want. Whole blocks go straight from the source; the rest waits in the
+   * shared block buffer, whose fill level is shared by the workers, who write in turn.
+   */
+  private emit(src: Uint8Array, off: number, len: number, ptr: number): void {
+    const bs = this.o.blockSize;
+    let fill = this.i32[OI_BLOCK_FILL]!;
+    if (fill > 0) {
+      const take = Math.min(bs - fill, len);
+      this.blk.set(src.subarray(off, off + take), fill);
+      fill += take;
+      off += take;
+      ptr += take;
+      len -= take;
+      if (fill === bs) {
+        this.writeAll(this.blkPtr, bs);
+        fill = 0;
+      }
+    }
+    if (fill === 0 && len >= bs) {
+      const whole = len - (len % bs);
+      this.writeAll(ptr, whole);
+      off += whole;
+      ptr += whole;
+      len -= whole;
+    }
+    if (len > 0) {
+      this.blk.set(src.subarray(off, off + len), fill);
+      fill += len;
+    }
+    this.i32[OI_BLOCK_FILL] = fill;
+  }
+
+  private flushBlock(): void {
+    const fill = this.i32[OI_BLOCK_FILL]!;
+    if (fill > 0) this.writeAll(this.blkPtr, fill);
+    this.i32[OI_BLOCK_FILL] = 0;
   }
 
   private writeAll(p: number, len: number): void {
