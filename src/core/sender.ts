@@ -32,7 +32,8 @@ const enum Sent {
 const PACKET_THRESHOLD = 3;
 const TIME_THRESHOLD = 9 / 8;
 const GRANULARITY_MS = 1;
-const INITIAL_RTT_MS = 5;
+/** Before the first sample; generous, since a probe timeout only sends a PING at first. */
+const INITIAL_RTT_MS = 20;
 /** Packet-number history per link; bounds the frames one link may have in flight. */
 const SENT_CAPACITY = 1 << 15;
 const RETX_CAPACITY = 1 << 16;
@@ -49,6 +50,11 @@ export interface SenderConfig {
   maxCwnd: number;
   timing: Timing;
   now: number;
+}
+
+/** Links are direct cables: start with a few MiB in flight rather than ramp up from nothing. */
+function initialWindow(payloadMax: number): number {
+  return Math.max(256 * payloadMax, 4 << 20);
 }
 
 export class SenderLink {
@@ -96,7 +102,7 @@ export class SenderLink {
     readonly weight: number,
   ) {
     this.payloadMax = mtu - 30;
-    this.cwnd = Math.max(64 * this.payloadMax, 1 << 20);
+    this.cwnd = initialWindow(this.payloadMax);
   }
 
   pto(): number {
@@ -158,7 +164,7 @@ export class SenderCore {
     if (l.state === LinkState.Probing) {
       l.peerMtu = peerMtu;
       l.payloadMax = Math.min(l.mtu, peerMtu) - 30;
-      l.cwnd = Math.max(64 * l.payloadMax, 1 << 20);
+      l.cwnd = initialWindow(l.payloadMax);
       l.state = LinkState.Up;
       if (this.firstAnswer === -Infinity) this.firstAnswer = now;
       // A link joining late starts level with the others so weights stay fair.
@@ -175,7 +181,7 @@ export class SenderCore {
     if (l.state === LinkState.Down) {
       l.state = LinkState.Up;
       l.ptoCount = 0;
-      l.cwnd = Math.max(64 * l.payloadMax, 1 << 20);
+      l.cwnd = initialWindow(l.payloadMax);
       l.ssthresh = Infinity;
       l.assigned = this.minAssignedShare() * l.weight;
     }
@@ -573,17 +579,21 @@ export class SenderCore {
     if (l.packetsInFlight === 0) return;
     const ptoDeadline = l.lastAckEliciting + l.pto() * 2 ** Math.min(l.ptoCount, 6);
     if (now < ptoDeadline) return;
-    // Probe timeout: nothing acknowledged for too long. Whatever was sent before the last
-    // round trip is presumed lost and goes back to the queue for any link to carry.
-    const cutoff = now - l.pto();
-    for (let pn = l.oldestPn; pn < l.pnNext; pn++) {
-      const slot = pn & (SENT_CAPACITY - 1);
-      if (l.sentState[slot] === Sent.InFlight && l.sentTime[slot] <= cutoff) this.declareLost(l, slot);
+    // Probe timeout: nothing acknowledged for too long. First a PING asks for an ACK (a slow
+    // first round trip or lost ACKs are no reason to resend a window). If probes go
+    // unanswered too, whatever was sent before the last round trip is presumed lost and goes
+    // back to the queue for any link to carry.
+    if (l.ptoCount >= 2) {
+      const cutoff = now - l.pto();
+      for (let pn = l.oldestPn; pn < l.pnNext; pn++) {
+        const slot = pn & (SENT_CAPACITY - 1);
+        if (l.sentState[slot] === Sent.InFlight && l.sentTime[slot] <= cutoff) this.declareLost(l, slot);
+      }
+      l.cwnd = Math.max(l.cwnd / 2, 16 * l.payloadMax);
     }
     l.ptoCount++;
     l.lastAckEliciting = now;
     l.pingDue = true;
-    l.cwnd = Math.max(l.cwnd / 2, 16 * l.payloadMax);
     this.advanceOldest(l);
   }
 

@@ -14,6 +14,7 @@ import { KIND_RAW, RECORD_HEADER, END_RECORD, writeHeader as writeRecordHeader, 
 import { L2Error, EXIT_TRANSFER } from "../errors";
 import type { Options } from "../cli";
 import { memoryPlan } from "./memory";
+import { fstatSync } from "node:fs";
 import { Reporter } from "./report";
 import { Interrupts } from "./interrupts";
 
@@ -21,6 +22,14 @@ import { Interrupts } from "./interrupts";
 const FLUSH_QUIET_MS = 2;
 const STDIN = 0;
 const READ_PER_TURN = 16 << 20;
+function isRegularFile(fd: number): boolean {
+  try {
+    return fstatSync(fd).isFile();
+  } catch {
+    return false;
+  }
+}
+
 /** DATA frames a link may queue before the next link gets its turn. */
 const TURN_FRAMES = 8;
 
@@ -65,6 +74,7 @@ class SenderLoop {
   private lastRead = 0;
   private heldRecord = -1;
   private firstLink = 0;
+  private readonly stdinIsFile = isRegularFile(STDIN);
 
 
   constructor(
@@ -286,6 +296,8 @@ class SenderLoop {
 
   /** Is there input right now? Reading a pipe only when poll says so keeps the loop from blocking. */
   private stdinReadable(): boolean {
+    // A regular file is always readable, and a read never waits long: no poll needed.
+    if (this.stdinIsFile) return true;
     const p = this.poller;
     p.set(0, STDIN, POLLIN);
     p.count = 1;

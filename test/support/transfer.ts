@@ -40,8 +40,9 @@ export interface TransferOptions {
   /** Start the sender this long after the receiver (negative: sender first). */
   senderDelayMs?: number;
   env?: Record<string, string>;
-  /** Command words put before the receiver's binary (e.g. strace ...). */
+  /** Command words put before the receiver's or sender's binary (e.g. strace ...). */
   receiverWrap?: string[];
+  senderWrap?: string[];
   /** Called once both are running. */
   during?: (ctx: { sender: Bun.Subprocess; receiver: Bun.Subprocess }) => Promise<void> | void;
 }
@@ -71,7 +72,7 @@ export async function transfer(topo: Topology, opts: TransferOptions): Promise<T
   const rDevs = opts.receiverDevs ?? topo.devsB;
   const sDevs = opts.senderDevs ?? topo.devsA;
   const rCmd = [...(opts.receiverWrap ?? []), BINARY, "-r", ...(opts.receiverArgs ?? []), ...rDevs].map(shellQuote).join(" ");
-  const sCmd = [BINARY, "-s", ...(opts.senderArgs ?? []), ...sDevs].map(shellQuote).join(" ");
+  const sCmd = [...(opts.senderWrap ?? []), BINARY, "-s", ...(opts.senderArgs ?? []), ...sDevs].map(shellQuote).join(" ");
   const sink = opts.receiverPipe ? `| ${opts.receiverPipe} > ${shellQuote(outPath)}` : `> ${shellQuote(outPath)}`;
   const env = { ...process.env, ...opts.env };
   const start = (ns: string, script: string) =>
