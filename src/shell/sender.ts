@@ -192,7 +192,10 @@ class SenderLoop {
       } else if (!l.peerKnown) l.setPeer(sock.rx, base + 6);
       return;
     }
-    if (!l.peerKnown || !l.samePeer(sock.rx, base + 6)) {
+    // An ABORT may come before any HELLO_ACK (a receiver that cannot take this stream): the
+    // session id, random per run, is what makes it ours.
+    const fromPeer = l.peerKnown ? l.samePeer(sock.rx, base + 6) : type === FrameType.Abort;
+    if (!fromPeer) {
       l.foreignFrames++;
       return;
     }

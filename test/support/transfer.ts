@@ -40,6 +40,9 @@ export interface TransferOptions {
   /** Start the sender this long after the receiver (negative: sender first). */
   senderDelayMs?: number;
   env?: Record<string, string>;
+  /** Extra environment for one side only. */
+  senderEnv?: Record<string, string>;
+  receiverEnv?: Record<string, string>;
   /** Command words put before the receiver's or sender's binary (e.g. strace ...). */
   receiverWrap?: string[];
   senderWrap?: string[];
@@ -75,8 +78,8 @@ export async function transfer(topo: Topology, opts: TransferOptions): Promise<T
   const sCmd = [...(opts.senderWrap ?? []), BINARY, "-s", ...(opts.senderArgs ?? []), ...sDevs].map(shellQuote).join(" ");
   const sink = opts.receiverPipe ? `| ${opts.receiverPipe} > ${shellQuote(outPath)}` : `> ${shellQuote(outPath)}`;
   const env = { ...process.env, ...opts.env };
-  const start = (ns: string, script: string) =>
-    topo.spawn(ns, ["sh", "-c", script], { stdout: "ignore", stderr: "pipe", stdin: "ignore", env });
+  const start = (ns: string, script: string, extra?: Record<string, string>) =>
+    topo.spawn(ns, ["sh", "-c", script], { stdout: "ignore", stderr: "pipe", stdin: "ignore", env: { ...env, ...extra } });
 
   const delay = opts.senderDelayMs ?? 100;
   const t0 = performance.now();
@@ -90,13 +93,13 @@ export async function transfer(topo: Topology, opts: TransferOptions): Promise<T
     : `exec ${rCmd} ${sink}`;
   const sScript = `exec ${sCmd} < ${shellQuote(opts.input)}`;
   if (delay >= 0) {
-    receiver = start(topo.nsB, rScript);
+    receiver = start(topo.nsB, rScript, opts.receiverEnv);
     await Bun.sleep(delay);
-    sender = start(topo.nsA, sScript);
+    sender = start(topo.nsA, sScript, opts.senderEnv);
   } else {
-    sender = start(topo.nsA, sScript);
+    sender = start(topo.nsA, sScript, opts.senderEnv);
     await Bun.sleep(-delay);
-    receiver = start(topo.nsB, rScript);
+    receiver = start(topo.nsB, rScript, opts.receiverEnv);
   }
   const sStart = performance.now();
   if (opts.during) await opts.during({ sender, receiver });

@@ -1,0 +1,158 @@
+// Compression end to end: compressible, incompressible and mixed streams with every compressor
+// count, the low-memory mode on a 1 GiB stream with its peak memory, and a missing liblz4.
+
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
+import { cleanupAll, createTopology, makeCompressibleFile, makeRandomFile, type Topology } from "./support/netns";
+import { scratchDir, transfer } from "./support/transfer";
+
+const scratch = scratchDir();
+const MiB = 1 << 20;
+let topo: Topology;
+const inputs: Record<string, string> = {};
+
+beforeAll(async () => {
+  topo = await createTopology([{ mtu: 9000 }, { mtu: 1500 }]);
+  inputs.compressible = `${scratch.dir}/text`;
+  inputs.incompressible = `${scratch.dir}/random`;
+  inputs.mixed = `${scratch.dir}/mixed`;
+  await makeCompressibleFile(inputs.compressible, 24 * MiB);
+  await makeRandomFile(inputs.incompressible, 24 * MiB + 7);
+  // Alternating 1 MiB of random bytes and 1 MiB of text: the compressors must switch between
+  // giving up and compressing again.
+  const text = readFileSync(inputs.compressible);
+  const noise = readFileSync(inputs.incompressible);
+  const fd = openSync(inputs.mixed, "w");
+  for (let i = 0; i < 24; i++) writeSync(fd, (i % 2 ? text : noise).subarray(i * MiB, (i + 1) * MiB));
+  closeSync(fd);
+});
+
+afterAll(async () => {
+  await cleanupAll();
+  scratch.remove();
+});
+
+describe("streams x compressors", () => {
+  for (const kind of ["compressible", "incompressible", "mixed"] as const) {
+    for (const level of ["-0", "-1", "-3", null]) {
+      test(`${kind}, ${level ?? "default (4 compressors)"}`, async () => {
+        const r = await transfer(topo, {
+          input: inputs[kind],
+          senderArgs: ["-v", ...(level ? [level] : [])],
+          receiverArgs: ["-v"],
+          timeoutMs: 60_000,
+        });
+        expect(r.sender.code).toBe(0);
+        expect(r.receiver.code).toBe(0);
+        expect(r.outSha).toBe(r.inSha);
+        const lz4Chunks = Number(/\((\d+) lz4\)/.exec(r.receiver.stderr)?.[1]);
+        if (level === "-0") {
+          expect(r.sender.stderr).not.toContain("compression:");
+          expect(lz4Chunks).toBe(0);
+        } else {
+          const ratio = Number(/compression: ratio ([\d.]+)/.exec(r.sender.stderr)?.[1]);
+          if (kind === "compressible") {
+            expect(ratio).toBeLessThan(0.8);
+            expect(lz4Chunks).toBeGreaterThan(0);
+          }
+          if (kind === "incompressible") {
+            // Random data goes raw: the ratio stays at about 1 (headers only).
+            expect(ratio).toBeGreaterThan(0.99);
+            expect(lz4Chunks).toBe(0);
+          }
+          if (kind === "mixed") {
+            // Text came back after random stretches and was compressed again.
+            expect(ratio).toBeLessThan(0.9);
+            expect(lz4Chunks).toBeGreaterThan(10);
+          }
+        }
+      });
+    }
+  }
+});
+
+/** Peak RSS in KiB of a process, sampled from /proc while it runs. */
+function watchPeak(pid: number): { stop: () => number } {
+  let peak = 0;
+  const read = () => {
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+      if (m) peak = Math.max(peak, Number(m[1]));
+    } catch {
+      // gone
+    }
+  };
+  const timer = setInterval(read, 50);
+  return { stop: () => (clearInterval(timer), read(), peak) };
+}
+
+/** The l2pipe process under `sh -c exec ...` under `ip netns exec`: exec keeps the pid. */
+describe("low memory", () => {
+  test("-m on a 1 GiB compressible stream: exact, and peak RSS of each side under 96 MiB", async () => {
+    const input = `${scratch.dir}/big`;
+    await makeCompressibleFile(input, 1024 * MiB);
+    const peaks: Record<string, { stop: () => number }> = {};
+    const r = await transfer(topo, {
+      input,
+      senderArgs: ["-m", "-v"],
+      receiverArgs: ["-m", "-v"],
+      senderDevs: [topo.devsA[0]],
+      receiverDevs: [topo.devsB[0]],
+      timeoutMs: 150_000,
+      during: ({ sender, receiver }) => {
+        peaks.sender = watchPeak(sender.pid);
+        peaks.receiver = watchPeak(receiver.pid);
+      },
+    });
+    const sPeak = peaks.sender.stop();
+    const rPeak = peaks.receiver.stop();
+    console.log(`-m, 1 GiB: peak RSS sender ${(sPeak / 1024).toFixed(1)} MiB, receiver ${(rPeak / 1024).toFixed(1)} MiB`);
+    expect(r.sender.code).toBe(0);
+    expect(r.receiver.code).toBe(0);
+    expect(r.outSha).toBe(r.inSha);
+    expect(sPeak).toBeGreaterThan(0);
+    expect(rPeak).toBeGreaterThan(0);
+    expect(sPeak).toBeLessThan(96 * 1024);
+    expect(rPeak).toBeLessThan(96 * 1024);
+  }, 180_000);
+});
+
+describe("liblz4 missing", () => {
+  test("on the receiver, with a compressing sender: both fail, the receiver names liblz4", async () => {
+    const r = await transfer(topo, {
+      input: inputs.compressible,
+      receiverArgs: [],
+      env: {},
+      receiverEnv: { L2PIPE_LZ4_LIB: "/nonexistent/liblz4.so.1" },
+      timeoutMs: 30_000,
+    });
+    expect(r.receiver.code).toBe(3);
+    expect(r.receiver.stderr).toMatch(/^l2pipe: cannot load liblz4.*install liblz4-1/);
+    expect(r.receiver.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.sender.code).toBe(1);
+    expect(r.sender.stderr).toMatch(/receiver aborted: cannot load liblz4/);
+  });
+  test("on the receiver, with -0 on the sender: not needed, exact", async () => {
+    const r = await transfer(topo, {
+      input: inputs.mixed,
+      senderArgs: ["-0"],
+      receiverEnv: { L2PIPE_LZ4_LIB: "/nonexistent/liblz4.so.1" },
+      timeoutMs: 30_000,
+    });
+    expect(r.sender.code).toBe(0);
+    expect(r.receiver.code).toBe(0);
+    expect(r.outSha).toBe(r.inSha);
+  });
+  test("on the sender: exit 3 naming liblz4 unless -0", async () => {
+    const r = await transfer(topo, {
+      input: inputs.mixed,
+      senderEnv: { L2PIPE_LZ4_LIB: "/nonexistent/liblz4.so.1" },
+      receiverArgs: ["-w", "3"],
+      timeoutMs: 30_000,
+    });
+    expect(r.sender.code).toBe(3);
+    expect(r.sender.stderr).toMatch(/^l2pipe: cannot load liblz4.*-0/);
+    // The receiver never heard from it.
+    expect(r.receiver.code).toBe(4);
+  });
+});
