@@ -154,6 +154,11 @@ export class CompressPool {
     return pool;
   }
 
+  /** Slots free for input right now. */
+  freeSlots(): number {
+    return this.freeCount;
+  }
+
   /** A free slot (now owned by the caller until submit), or -1. */
   acquireInput(): number {
     if (this.freeCount === 0) return -1;

@@ -51,6 +51,8 @@ describe("streams x compressors", () => {
           expect(lz4Chunks).toBe(0);
         } else {
           const ratio = Number(/compression: ratio ([\d.]+)/.exec(r.sender.stderr)?.[1]);
+          // -v says how long the links waited for the compressors.
+          expect(r.sender.stderr).toMatch(/links waited \d+\.\d\d s for them/);
           if (kind === "compressible") {
             expect(ratio).toBeLessThan(0.8);
             expect(lz4Chunks).toBeGreaterThan(0);

@@ -22,7 +22,7 @@ import { OutputGate, RecordWalker } from "./output-gate";
 const STDOUT = 1;
 /** Below this many frames per turn the loop naps COALESCE_MS before the next receive. */
 const COALESCE_FRAMES = 32;
-const COALESCE_MS = 0.25;
+const COALESCE_MS = 1.5;
 
 export async function runReceiver(opts: Options, interrupts: Interrupts): Promise<number> {
   const plan = memoryPlan(opts);

@@ -35,7 +35,11 @@ export interface RunStats {
   wireBytes: number;
   /** Sender: wire bytes the receiver has acknowledged, when the shell reports it. */
   ackedWireBytes?: number;
-  compression?: { chunks: number; rawChunks: number; skippedChunks: number; rawBytes: number; encodedBytes: number; busyMs: number } | null;
+  compression?: {
+    chunks: number; rawChunks: number; skippedChunks: number; rawBytes: number; encodedBytes: number; busyMs: number;
+    /** Time the links had room but nothing to send while the compressors worked. */
+    linksWaitedMs?: number;
+  } | null;
   output?: { chunks: number; lz4Chunks: number; stallMs: number } | null;
   /** Receiver with -b: the tape buffer. */
   buffer?: { bytes: number; fillPct: number; filling: boolean; stalls: number; stalledMs: number } | null;
@@ -200,7 +204,7 @@ export function summary(s: RunStats): string {
   const c = s.compression;
   if (c && c.chunks > 0) {
     lines.push(
-      `  compression: ratio ${(c.encodedBytes / Math.max(1, c.rawBytes)).toFixed(3)}, ${c.chunks} chunks, ${c.rawChunks} sent raw (${c.skippedChunks} not tried), compressors busy ${(c.busyMs / 1000).toFixed(2)} s`,
+      `  compression: ratio ${(c.encodedBytes / Math.max(1, c.rawBytes)).toFixed(3)}, ${c.chunks} chunks, ${c.rawChunks} sent raw (${c.skippedChunks} not tried), compressors busy ${(c.busyMs / 1000).toFixed(2)} s, links waited ${((c.linksWaitedMs ?? 0) / 1000).toFixed(2)} s for them`,
     );
   }
   const o = s.output;

@@ -135,7 +135,12 @@ class SenderLoop {
         this.reporter.progress(now, () => this.statistics(now));
       }
       now = performance.now();
+      // Links with room and the peer's window open, but nothing to send while the compressors
+      // still work on chunks already read: that time is the compressors' to answer for.
+      const starved = this.pool !== null && core.phase === Phase.Transfer && this.heldRecord < 0 &&
+        this.submitted > this.taken && core.nextNew >= core.appended && core.appended < core.peerLimit;
       this.sleep(now);
+      if (starved) this.linksWaitedMs += performance.now() - now;
     }
   }
 
@@ -255,11 +260,13 @@ class SenderLoop {
   }
 
   private submitted = 0;
+  private taken = 0;
+  private linksWaitedMs = 0;
 
   /** Reads stdin straight into the ring behind a reserved record header. Returns bytes read. */
   private readIntoRing(): number {
     if (this.rawStart < 0) {
-      if (this.ringFree() < RECORD_HEADER + 4096) return 0;
+      if (!this.hasRoomForInput()) return 0;
       this.rawStart = this.appended;
       this.filled = 0;
     }
@@ -271,6 +278,18 @@ class SenderLoop {
     if (!this.stdinReadable()) return 0;
     const n = readFd(STDIN, this.ringPtr + (pos % this.ringSize), want);
     return this.afterRead(n);
+  }
+
+  /**
+   * Is there room worth a read? Waiting until a good part of a chunk is free keeps a sender
+   * whose links are the limit from waking for every few KiB the acknowledgements free (stdin
+   * from a file is always readable, so poll would return at once).
+   */
+  private hasRoomForInput(): boolean {
+    if (this.pool) return this.poolSlot >= 0 || (this.heldRecord < 0 && this.pool.freeSlots() > 0);
+    if (this.rawStart < 0) return this.ringFree() >= RECORD_HEADER + this.chunkSize;
+    const free = this.core.cumAcked + this.ringSize - (this.rawStart + RECORD_HEADER + this.filled);
+    return free >= Math.min(this.chunkSize - this.filled, 64 * 1024);
   }
 
   private readIntoPool(): number {
@@ -345,6 +364,7 @@ class SenderLoop {
       this.appended += len;
       pool.release(slot);
       this.heldRecord = -1;
+      this.taken++;
       this.core.streamAppended(this.appended);
     }
   }
@@ -435,7 +455,7 @@ class SenderLoop {
     }
     p.set(n++, this.wakeFd, POLLIN);
     const wantInput = (core.phase === Phase.Transfer || core.phase === Phase.Finishing) && !this.eof && !this.endQueued &&
-      (this.pool ? this.poolSlot >= 0 || this.heldRecord < 0 : this.ringFree() > RECORD_HEADER + 4096);
+      this.hasRoomForInput();
     if (wantInput) p.set(n++, STDIN, POLLIN);
     p.count = n;
     let deadline = core.nextTimeout(now);
@@ -457,7 +477,7 @@ class SenderLoop {
       inputBytes: this.total,
       wireBytes: this.appended,
       ackedWireBytes: core.cumAcked,
-      compression: this.pool?.stats() ?? null,
+      compression: this.pool ? { ...this.pool.stats(), linksWaitedMs: this.linksWaitedMs } : null,
       links: this.links.map((l) => {
         const c = core.links[l.index];
         return {
