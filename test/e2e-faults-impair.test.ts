@@ -7,6 +7,7 @@ import type { DirectionConfig } from "./support/impair";
 import { type BridgeOptions, type BridgeStats, startBridge } from "./support/impair-bridge";
 import { cleanupAll, createTopology, makeCompressibleFile, makeRandomFile, type Topology } from "./support/netns";
 import { describe as verdict, scratchDir, transfer, type TransferResult } from "./support/transfer";
+import { vcount } from "./support/e2e";
 
 const scratch = scratchDir();
 const MB = 1 << 20;
@@ -26,13 +27,6 @@ afterAll(async () => {
   await cleanupAll();
   scratch.remove();
 });
-
-/** "N <field>" from a device's line of a -v summary. */
-function vcount(stderr: string, dev: string, field: string): number {
-  const m = new RegExp(`^  ${dev}:.*?(\\d+) ${field}\\b`, "m").exec(stderr);
-  if (!m) throw new Error(`no "${field}" for ${dev} in:\n${stderr}`);
-  return Number(m[1]);
-}
 
 /** Seconds of the transfer proper, from a side's -v summary ("done in X s"). */
 function doneSecs(stderr: string): number {

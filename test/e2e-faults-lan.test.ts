@@ -3,15 +3,15 @@
 // frames during a transfer, and (2) two sender/receiver pairs at once.
 
 import { afterAll, describe, expect, test } from "bun:test";
-import { readdirSync, statSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { join } from "node:path";
 import { addressOf } from "../ffi/libc";
 import { addDropRule } from "./support/nft";
 import { lookupDevice } from "../src/shell/device";
 import { PacketSocket } from "../src/shell/packet-socket";
 import { Rng } from "./support/impair";
-import { cleanupAll, createTopology, inNamespace, makeRandomFile, type Topology } from "./support/netns";
+import { cleanupAll, createTopology, inNamespace, type Topology } from "./support/netns";
 import { describe as verdict, scratchDir, transfer, type TransferResult } from "./support/transfer";
+import { outputOf, randomFile, running, sizeOf, until, vcount } from "./support/e2e";
 
 const scratch = scratchDir();
 afterAll(async () => {
@@ -21,47 +21,10 @@ afterAll(async () => {
 
 const MB = 1 << 20;
 
-async function file(name: string, bytes: number): Promise<string> {
-  const path = `${scratch.dir}/${name}`;
-  await makeRandomFile(path, bytes);
-  return path;
-}
-
-function outputOf(input: string): string | null {
-  const f = readdirSync(dirname(input)).find((n) => n.startsWith(`${basename(input)}.out.`) && !n.endsWith(".rc"));
-  return f ? join(dirname(input), f) : null;
-}
-
-function sizeOf(path: string | null): number {
-  if (!path) return 0;
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
-}
-
-const running = (p: Bun.Subprocess) => p.exitCode === null && p.signalCode === null;
-
-async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(5);
-  }
-}
-
 async function ip(ns: string, cmds: string[]): Promise<void> {
   const p = Bun.spawn(["ip", "-n", ns, "-batch", "-"], { stdin: new TextEncoder().encode(cmds.join("\n") + "\n"), stdout: "ignore", stderr: "pipe" });
   const [code, err] = await Promise.all([p.exited, new Response(p.stderr).text()]);
   if (code !== 0) throw new Error(`ip -n ${ns} -batch failed: ${err.trim()}`);
-}
-
-/** "N <field>" from a device's line of a -v summary. */
-function vcount(stderr: string, dev: string, field: string): number {
-  const m = new RegExp(`^  ${dev}:.*?(\\d+) ${field}\\b`, "m").exec(stderr);
-  if (!m) throw new Error(`no "${field}" for ${dev} in:\n${stderr}`);
-  return Number(m[1]);
 }
 
 /** Joins the middle ends of the given links into one Linux bridge in nsM, so their A and B ends
@@ -257,7 +220,7 @@ describe("a hostile station on the segment", () => {
     const topo = await createTopology([{ mtu: 1500, middle: true, rateMbit: 300 }]);
     try {
       const { hostileDev } = await bridgeSegment(topo, [0], { hub: true, hostile: { mtu: 9000 } });
-      const input = await file("hostile", 64 * MB);
+      const input = await randomFile(scratch.dir, "hostile", 64 * MB);
       const h = new Hostile(topo.nsM!, hostileDev!, 1500, 4242);
       let blasting = 0;
       let r: TransferResult;
@@ -320,7 +283,7 @@ describe("a hostile station on the segment", () => {
     try {
       const { hostileDev } = await bridgeSegment(topo, [0], { hub: true, hostile: { mtu: 1500 } });
       await addDropRule(topo.nsB, topo.devsB[0]!, 1, "ingress");
-      const input = await file("forged", 64 * MB);
+      const input = await randomFile(scratch.dir, "forged", 64 * MB);
       const h = new Hostile(topo.nsM!, hostileDev!, 1500, 77);
       let r: TransferResult;
       try {
@@ -358,7 +321,7 @@ describe("two sender/receiver pairs on one segment", () => {
     const topo = await createTopology([{ mtu: 1500, middle: true, rateMbit: 300 }, { mtu: 1500, middle: true, rateMbit: 300 }]);
     try {
       await bridgeSegment(topo, [0, 1], { hub: false });
-      const [in1, in2] = await Promise.all([file("pair1", 48 * MB), file("pair2", 48 * MB)]);
+      const [in1, in2] = await Promise.all([randomFile(scratch.dir, "pair1", 48 * MB), randomFile(scratch.dir, "pair2", 48 * MB)]);
       let second: Promise<TransferResult> | null = null;
       let overlapped = false;
       const first = transfer(topo, {
@@ -407,7 +370,7 @@ describe("two sender/receiver pairs on one segment", () => {
     const topo = await createTopology([{ mtu: 1500, middle: true, rateMbit: 300 }, { mtu: 1500, middle: true, rateMbit: 300 }]);
     try {
       await bridgeSegment(topo, [0, 1], { hub: false });
-      const [in1, in2] = await Promise.all([file("both1", 16 * MB), file("both2", 16 * MB)]);
+      const [in1, in2] = await Promise.all([randomFile(scratch.dir, "both1", 16 * MB), randomFile(scratch.dir, "both2", 16 * MB)]);
       const pair = (input: string, l: number) =>
         transfer(topo, { input, senderArgs: ["-0"], senderDevs: [topo.devsA[l]!], receiverDevs: [topo.devsB[l]!], timeoutMs: 60_000 });
       const [r1, r2] = await Promise.all([pair(in1, 0), pair(in2, 1)]);

@@ -3,48 +3,16 @@
 // the peer timeout, each with one line naming its devices).
 
 import { afterAll, describe, expect, test } from "bun:test";
-import { readdirSync, statSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
 import { startBridge } from "./support/impair-bridge";
-import { cleanupAll, createTopology, makeRandomFile } from "./support/netns";
+import { cleanupAll, createTopology } from "./support/netns";
 import { describe as verdict, scratchDir, transfer } from "./support/transfer";
+import { outputOf, randomFile, running, sizeOf, until } from "./support/e2e";
 
 const scratch = scratchDir();
 afterAll(async () => {
   await cleanupAll();
   scratch.remove();
 });
-
-async function file(name: string, bytes: number): Promise<string> {
-  const path = `${scratch.dir}/${name}`;
-  await makeRandomFile(path, bytes);
-  return path;
-}
-
-/** The receiver's output file of a running transfer() (its name is transfer's choice). */
-function outputOf(input: string): string | null {
-  const f = readdirSync(dirname(input)).find((n) => n.startsWith(`${basename(input)}.out.`) && !n.endsWith(".rc"));
-  return f ? join(dirname(input), f) : null;
-}
-
-function sizeOf(path: string | null): number {
-  if (!path) return 0;
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
-}
-
-const running = (p: Bun.Subprocess) => p.exitCode === null && p.signalCode === null;
-
-async function until(cond: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (!(await cond())) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(10);
-  }
-}
 
 /** Output bytes over time, sampled every 10 ms until both sides exited. */
 interface Sample {
@@ -133,7 +101,7 @@ describe("one of three links fails mid-transfer", () => {
     test(`ip link set down on the ${side}'s side: completes on the other two`, async () => {
       const topo = await createTopology([{ rateMbit: RATE }, { rateMbit: RATE }, { rateMbit: RATE }]);
       try {
-        const input = await file(`down-${side}`, 64 * MB);
+        const input = await randomFile(scratch.dir, `down-${side}`, 64 * MB);
         const sJson = `${scratch.dir}/down-${side}.s.json`;
         const samples: Sample[] = [];
         let downAt = 0;
@@ -179,7 +147,7 @@ describe("one of three links fails mid-transfer", () => {
   test("3 s blackout of one link: completes, and the link carries data again afterwards", async () => {
     const topo = await createTopology([{ rateMbit: RATE, middle: true }, { rateMbit: RATE }, { rateMbit: RATE }]);
     try {
-      const input = await file("blackout", 96 * MB);
+      const input = await randomFile(scratch.dir, "blackout", 96 * MB);
       const sJson = `${scratch.dir}/blackout.s.json`;
       const samples: Sample[] = [];
       const BLACK_FROM = 1000;
@@ -244,7 +212,7 @@ describe("every link dead for longer than the timeout (-t 2)", () => {
   test("bridge blackout forever on both links", async () => {
     const topo = await createTopology([{ middle: true, rateMbit: 100 }, { middle: true, rateMbit: 100 }]);
     try {
-      const input = await file("allblack", 128 * MB);
+      const input = await randomFile(scratch.dir, "allblack", 128 * MB);
       const DEATH = 1000;
       const bridges = await Promise.all([0, 1].map((i) => startBridge(topo, i, { seed: 9 + i, blackouts: [[DEATH, Infinity]] })));
       const dead = performance.now() + DEATH;
@@ -278,7 +246,7 @@ describe("every link dead for longer than the timeout (-t 2)", () => {
   test("every sender device set down", async () => {
     const topo = await createTopology([{ rateMbit: 100 }, { rateMbit: 100 }]);
     try {
-      const input = await file("alldown", 128 * MB);
+      const input = await randomFile(scratch.dir, "alldown", 128 * MB);
       let dead = 0, sEnd = 0, rEnd = 0;
       const r = await transfer(topo, {
         input,

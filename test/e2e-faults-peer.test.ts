@@ -3,10 +3,10 @@
 // the timeout when not), fail with one line, and never have written anything but a prefix.
 
 import { afterAll, describe, expect, test } from "bun:test";
-import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, writeFileSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
-import { cleanupAll, createTopology, makeRandomFile, type Topology } from "./support/netns";
+import { closeSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from "node:fs";
+import { cleanupAll, createTopology, type Topology } from "./support/netns";
 import { BINARY, describe as verdict, scratchDir, transfer } from "./support/transfer";
+import { outputOf, randomFile, running, sizeOf, until } from "./support/e2e";
 
 const scratch = scratchDir();
 afterAll(async () => {
@@ -15,36 +15,6 @@ afterAll(async () => {
 });
 
 const MB = 1 << 20;
-
-async function file(name: string, bytes: number): Promise<string> {
-  const path = `${scratch.dir}/${name}`;
-  await makeRandomFile(path, bytes);
-  return path;
-}
-
-function outputOf(input: string): string | null {
-  const f = readdirSync(dirname(input)).find((n) => n.startsWith(`${basename(input)}.out.`) && !n.endsWith(".rc"));
-  return f ? join(dirname(input), f) : null;
-}
-
-function sizeOf(path: string | null): number {
-  if (!path) return 0;
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
-}
-
-const running = (p: Bun.Subprocess) => p.exitCode === null && p.signalCode === null;
-
-async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(5);
-  }
-}
 
 /** True when `out` holds exactly the first bytes of `input`. */
 function isPrefix(out: string, input: string): boolean {
@@ -111,7 +81,7 @@ afterAll(() => topo?.cleanup());
 describe("a side killed with SIGKILL", () => {
   test("sender killed: receiver fails within the timeout, its output is a prefix of the input", async () => {
     const t = await topology();
-    const input = await file("kill-s", 64 * MB);
+    const input = await randomFile(scratch.dir, "kill-s", 64 * MB);
     let killedAt = 0, rEnd = 0;
     const r = await transfer(t, {
       input,
@@ -139,7 +109,7 @@ describe("a side killed with SIGKILL", () => {
 
   test("receiver killed: sender fails within the timeout", async () => {
     const t = await topology();
-    const input = await file("kill-r", 64 * MB);
+    const input = await randomFile(scratch.dir, "kill-r", 64 * MB);
     let killedAt = 0, sEnd = 0;
     const r = await transfer(t, {
       input,
@@ -170,7 +140,7 @@ describe("a side interrupted: the peer is told at once", () => {
       const t = test;
       t(`${sig} to the ${victim}`, async () => {
         const t = await topology();
-        const input = await file(`${sig}-${victim}`, 64 * MB);
+        const input = await randomFile(scratch.dir, `${sig}-${victim}`, 64 * MB);
         let hitAt = 0, peerEnd = 0;
         const r = await transfer(t, {
           input,
@@ -206,7 +176,7 @@ describe("a side interrupted: the peer is told at once", () => {
 describe("the receiver's output", () => {
   test("closed early (| head -c 1000): both fail promptly, the receiver names the broken pipe", async () => {
     const t = await topology();
-    const input = await file("head", 64 * MB);
+    const input = await randomFile(scratch.dir, "head", 64 * MB);
     const r = await transfer(t, { input, senderArgs: ["-0"], receiverPipe: "head -c 1000", timeoutMs: 30_000 });
     console.log(`head -c 1000: sender exit ${r.sender.code} in ${r.sender.ms.toFixed(0)} ms (${r.sender.stderr.trim()}), receiver exit ${r.receiver.code} in ${r.receiver.ms.toFixed(0)} ms (${r.receiver.stderr.trim()})`);
     expect(sizeOf(r.outPath)).toBe(1000);
@@ -223,7 +193,7 @@ describe("the receiver's output", () => {
   test("a slow reader (~10 MB/s): exact, no retransmission storm, memory bounded", async () => {
     const t = await topology();
     const bytes = 48 * MB;
-    const input = await file("slow", bytes);
+    const input = await randomFile(scratch.dir, "slow", bytes);
     const reader = `${scratch.dir}/slow-reader.js`;
     // Reads stdin in 64 KiB pieces and sleeps to hold the rate.
     writeFileSync(

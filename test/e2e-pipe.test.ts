@@ -2,7 +2,8 @@
 // both sides exit 0, across sizes, link counts, MTUs and shaped links.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { cleanupAll, createTopology, makeRandomFile, type Topology } from "./support/netns";
+import { cleanupAll, createTopology, type Topology } from "./support/netns";
+import { randomFile } from "./support/e2e";
 import { describe as verdict, scratchDir, transfer } from "./support/transfer";
 
 const scratch = scratchDir();
@@ -10,12 +11,6 @@ afterAll(async () => {
   await cleanupAll();
   scratch.remove();
 });
-
-async function file(name: string, bytes: number): Promise<string> {
-  const path = `${scratch.dir}/${name}`;
-  await makeRandomFile(path, bytes);
-  return path;
-}
 
 function expectExact(r: Awaited<ReturnType<typeof transfer>>) {
   expect(verdict(r)).toContain("sha equal");
@@ -36,12 +31,12 @@ describe("sizes over one link, MTU 1500", () => {
   // MTU 1500 carries 1470 payload bytes per DATA frame.
   for (const size of [0, 1, 1469, 1471, 1500 - 1, 1500 + 1, (1 << 20) + 1]) {
     test(`${size} bytes`, async () => {
-      const r = await transfer(topo, { input: await file(`s${size}`, size), senderArgs: ["-0"], timeoutMs: 20_000 });
+      const r = await transfer(topo, { input: await randomFile(scratch.dir, `s${size}`, size), senderArgs: ["-0"], timeoutMs: 20_000 });
       expectExact(r);
     });
   }
   test("1 MiB+1 compressed (default options)", async () => {
-    const r = await transfer(topo, { input: await file("c1m", (1 << 20) + 1), timeoutMs: 20_000 });
+    const r = await transfer(topo, { input: await randomFile(scratch.dir, "c1m", (1 << 20) + 1), timeoutMs: 20_000 });
     expectExact(r);
   });
 });
@@ -50,7 +45,7 @@ describe("link counts and MTUs", () => {
   test("256 MiB over one link at MTU 9000", async () => {
     const topo = await createTopology([{ mtu: 9000 }]);
     try {
-      const r = await transfer(topo, { input: await file("big", 256 << 20), senderArgs: ["-0"], timeoutMs: 90_000 });
+      const r = await transfer(topo, { input: await randomFile(scratch.dir, "big", 256 << 20), senderArgs: ["-0"], timeoutMs: 90_000 });
       expectExact(r);
     } finally {
       await topo.cleanup();
@@ -64,7 +59,7 @@ describe("link counts and MTUs", () => {
     test(`${count} links, MTU ${[...new Set(mtus)].join("/")}`, async () => {
       const topo = await createTopology(mtus.map((mtu) => ({ mtu })));
       try {
-        const r = await transfer(topo, { input: await file(`l${count}`, 32 << 20), senderArgs: ["-0", "-v"], timeoutMs: 60_000 });
+        const r = await transfer(topo, { input: await randomFile(scratch.dir, `l${count}`, 32 << 20), senderArgs: ["-0", "-v"], timeoutMs: 60_000 });
         expect(r.sender.code).toBe(0);
         expect(r.receiver.code).toBe(0);
         expect(r.outSha).toBe(r.inSha);
@@ -79,7 +74,7 @@ describe("link counts and MTUs", () => {
     const topo = await createTopology([{ mtu: 1500 }, { mtu: 9000 }, { mtu: 1500 }]);
     try {
       const r = await transfer(topo, {
-        input: await file("perm", 8 << 20),
+        input: await randomFile(scratch.dir, "perm", 8 << 20),
         receiverDevs: [topo.devsB[2], topo.devsB[0], topo.devsB[1]],
         timeoutMs: 30_000,
       });
@@ -106,7 +101,7 @@ describe("shaped links 200/400/400 Mbit", () => {
         ]);
         try {
           const bytes = 160 << 20;
-          const input = await file(`shaped${mtu}${weights ?? ""}`, bytes);
+          const input = await randomFile(scratch.dir, `shaped${mtu}${weights ?? ""}`, bytes);
           const r = await transfer(topo, {
             input,
             senderArgs: ["-0", "-v", ...(weights ? ["-a", weights] : [])],

@@ -8,7 +8,7 @@ import {
   COMMON_END, DATA_HEADER, DONE_LEN, ETH_HEADER, FrameCrc, FrameType, HELLO_LEN, MAX_ABORT_TEXT, MIN_FRAME,
   OFF_ABORT_CODE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_CRC, OFF_DATA_OFFSET, OFF_DONE_CRC, OFF_DONE_TOTAL,
   OFF_HELLO_FEATURES, OFF_HELLO_INSTANCE, OFF_HELLO_LINKS, OFF_HELLO_MTU, OFF_HELLO_NAME, OFF_HELLO_WINDOW,
-  OFF_LEN, sealFrame, writeHeader, writeU64,
+  OFF_LEN, sealFrame, verifyFrame, writeHeader, writeU64,
 } from "../wire";
 import { usageError } from "../errors";
 
@@ -41,6 +41,30 @@ export class Link {
 
   get name(): string {
     return this.device.name;
+  }
+
+  /**
+   * Drains this link's socket in batches, handing each frame that passes the codec's checks
+   * (length, magic, CRC) to onFrame with its meaningful length; counts the others as bad.
+   * afterBatch runs after each batch. Returns the frames received.
+   */
+  receive(maxBatches: number, onFrame: (base: number, len: number) => void, afterBatch?: () => void): number {
+    const sock = this.socket;
+    let total = 0;
+    for (let batch = 0; batch < maxBatches; batch++) {
+      const n = sock.recv();
+      if (n === 0) break;
+      total += n;
+      for (let i = 0; i < n; i++) {
+        const base = sock.rxOffset(i);
+        const len = verifyFrame(sock.rxView, this.rxCrc, base, sock.rxLength(i));
+        if (len === 0) this.badFrames++;
+        else onFrame(base, len);
+      }
+      afterBatch?.();
+      if (n < sock.batch) break;
+    }
+    return total;
   }
 
   setPeer(mac: Uint8Array, offset: number): void {

@@ -5,7 +5,7 @@
 
 import { FrameType, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK_RANGES,
   OFF_ACK_RANGES_N, OFF_DATA_OFFSET, OFF_HELLO_FEATURES, OFF_HELLO_LINKS, OFF_HELLO_MTU, OFF_LINK, OFF_PN,
-  OFF_SESSION, OFF_TYPE, DATA_HEADER, FEATURE_LZ4, readU64, verifyFrame, writeU64 } from "../wire";
+  OFF_SESSION, OFF_TYPE, DATA_HEADER, FEATURE_LZ4, readU64, writeU64 } from "../wire";
 import { ReceiverCore, RxPhase, Accept } from "../core/receiver";
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, type Link } from "./links";
@@ -141,29 +141,17 @@ class ReceiverLoop {
   // ---- receive -------------------------------------------------------------------------
 
   private receive(now: number): void {
+    // Acks go out as soon as they are due, after each batch, not after the socket is drained.
+    const afterBatch = () => this.transmitAcks(now);
     this.framesThisTurn = 0;
     for (const l of this.links) {
-      const sock = l.socket;
-      for (let burst = 0; burst < 16; burst++) {
-        const n = sock.recv();
-        if (n === 0) break;
-        this.framesThisTurn += n;
-        for (let i = 0; i < n; i++) this.onFrame(l, sock.rxOffset(i), sock.rxLength(i), now);
-        // Acks go out as soon as they are due, not after the socket is drained.
-        this.transmitAcks(now);
-        if (n < sock.batch) break;
-      }
+      this.framesThisTurn += l.receive(16, (base, len) => this.onFrame(l, base, len, now), afterBatch);
     }
   }
 
-  private onFrame(l: Link, base: number, received: number, now: number): void {
+  private onFrame(l: Link, base: number, len: number, now: number): void {
     const sock = l.socket;
     const v = sock.rxView;
-    const len = verifyFrame(v, l.rxCrc, base, received);
-    if (len === 0) {
-      l.badFrames++;
-      return;
-    }
     const core = this.core;
     const type = v.getUint8(base + OFF_TYPE);
     const session = v.getUint32(base + OFF_SESSION);

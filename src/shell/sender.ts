@@ -4,7 +4,7 @@
 
 import { FrameType, FrameCrc, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK_RANGES, OFF_ACK_RANGES_N,
   OFF_DONE_CRC, OFF_DONE_TOTAL, OFF_HELLO_INSTANCE, OFF_HELLO_MTU, OFF_HELLO_WINDOW, OFF_LINK,
-  OFF_SESSION, OFF_TYPE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, FEATURE_LZ4, readU64, verifyFrame } from "../wire";
+  OFF_SESSION, OFF_TYPE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, FEATURE_LZ4, readU64 } from "../wire";
 import { SenderCore, Phase, LinkState } from "../core/sender";
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, type Link } from "./links";
@@ -153,25 +153,12 @@ class SenderLoop {
   // ---- receive -------------------------------------------------------------------------
 
   private receive(now: number): void {
-    for (const l of this.links) {
-      const sock = l.socket;
-      for (let burst = 0; burst < 8; burst++) {
-        const n = sock.recv();
-        if (n === 0) break;
-        for (let i = 0; i < n; i++) this.onFrame(l, sock.rxOffset(i), sock.rxLength(i), now);
-        if (n < sock.batch) break;
-      }
-    }
+    for (const l of this.links) l.receive(8, (base, len) => this.onFrame(l, base, len, now));
   }
 
-  private onFrame(l: Link, base: number, received: number, now: number): void {
+  private onFrame(l: Link, base: number, len: number, now: number): void {
     const sock = l.socket;
     const v = sock.rxView;
-    const len = verifyFrame(v, l.rxCrc, base, received);
-    if (len === 0) {
-      l.badFrames++;
-      return;
-    }
     const type = v.getUint8(base + OFF_TYPE);
     if (v.getUint32(base + OFF_SESSION) !== this.session || v.getUint8(base + OFF_LINK) !== l.index) {
       l.foreignFrames++;
