@@ -35,6 +35,10 @@ describe("sizes over one link, MTU 1500", () => {
       expectExact(r);
     });
   }
+  test("start order does not matter: the sender first, the receiver 1.5 s later", async () => {
+    const r = await transfer(topo, { input: await randomFile(scratch.dir, "late", 4 << 20), senderDelayMs: -1500, timeoutMs: 20_000 });
+    expectExact(r);
+  });
   test("1 MiB+1 compressed (default options)", async () => {
     const r = await transfer(topo, { input: await randomFile(scratch.dir, "c1m", (1 << 20) + 1), timeoutMs: 20_000 });
     expectExact(r);

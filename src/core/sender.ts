@@ -76,7 +76,8 @@ export class SenderLink {
   ptoCount = 0;
   lastHeard = -Infinity;
   lastSent = -Infinity;
-  lastAckEliciting = -Infinity;
+  /** When something on this link was last newly acknowledged, or a probe timeout last fired. */
+  lastProgress = -Infinity;
   nextHello = 0;
   pingDue = false;
   /** New stream bytes given to this link, for weighted scheduling. */
@@ -247,6 +248,7 @@ export class SenderCore {
     if (acked > l.largestAcked) l.largestAcked = acked;
     if (newlyAcked > 0 || largestNewlyAcked) {
       l.ptoCount = 0;
+      l.lastProgress = now;
       this.growWindow(l, newlyAcked);
     }
     this.detectLosses(l, now);
@@ -443,6 +445,12 @@ export class SenderCore {
     return true;
   }
 
+  /** The local device of this link failed (down, gone): out of service now, data resent elsewhere. */
+  linkFailed(link: number, now: number): void {
+    const l = this.links[link];
+    if (l.state === LinkState.Up) this.takeDown(l, now);
+  }
+
   /** Would pollData give this link a frame now? (Window room and something to send.) */
   canSend(link: number): boolean {
     if (this.phase !== Phase.Transfer) return false;
@@ -490,7 +498,6 @@ export class SenderCore {
     l.bytesInFlight += len;
     l.packetsInFlight++;
     l.lastSent = now;
-    l.lastAckEliciting = now;
     l.framesSent++;
     l.bytesSent += len;
     return pn;
@@ -568,8 +575,18 @@ export class SenderCore {
   private lossDeadline(l: SenderLink): number {
     const oldest = l.sentTime[l.oldestPn & (SENT_CAPACITY - 1)];
     const timeLoss = oldest + this.lossDelay(l);
-    const pto = l.lastAckEliciting + l.pto() * 2 ** Math.min(l.ptoCount, 6);
+    const pto = this.ptoDeadline(l);
     return l.largestAcked >= l.oldestPn ? Math.min(timeLoss, pto) : pto;
+  }
+
+  /**
+   * Probe timeout, counted from the oldest frame still in flight (or the last progress, if
+   * later): a link that keeps accepting new frames but acknowledges nothing must not postpone
+   * it, or a dead link would swallow a whole window before anyone noticed.
+   */
+  private ptoDeadline(l: SenderLink): number {
+    const oldest = l.sentTime[l.oldestPn & (SENT_CAPACITY - 1)];
+    return Math.max(oldest, l.lastProgress) + l.pto() * 2 ** Math.min(l.ptoCount, 6);
   }
 
   private onLossTimer(l: SenderLink, now: number): void {
@@ -577,7 +594,7 @@ export class SenderCore {
     this.advanceOldest(l);
     if (l.largestAcked >= l.oldestPn) this.detectLosses(l, now);
     if (l.packetsInFlight === 0) return;
-    const ptoDeadline = l.lastAckEliciting + l.pto() * 2 ** Math.min(l.ptoCount, 6);
+    const ptoDeadline = this.ptoDeadline(l);
     if (now < ptoDeadline) return;
     // Probe timeout: nothing acknowledged for too long. First a PING asks for an ACK (a slow
     // first round trip or lost ACKs are no reason to resend a window). If probes go
@@ -592,7 +609,7 @@ export class SenderCore {
       l.cwnd = Math.max(l.cwnd / 2, 16 * l.payloadMax);
     }
     l.ptoCount++;
-    l.lastAckEliciting = now;
+    l.lastProgress = now;
     l.pingDue = true;
     this.advanceOldest(l);
   }

@@ -22,7 +22,7 @@ export interface Timing {
 export function defaultTiming(peerTimeoutMs = 5000): Timing {
   return {
     peerTimeoutMs,
-    linkDownMs: Math.max(300, Math.min(1000, peerTimeoutMs / 3)),
+    linkDownMs: Math.max(300, Math.min(500, peerTimeoutMs / 5)),
     keepaliveMs: 100,
     helloIntervalMs: 100,
     waitMs: 30_000,

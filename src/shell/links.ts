@@ -28,7 +28,6 @@ export class Link {
   badFrames = 0;
   foreignFrames = 0;
   kernelDrops = 0;
-  down = false;
 
   constructor(
     readonly index: number,

@@ -267,7 +267,8 @@ class ReceiverLoop {
     try {
       l.socket.flush();
     } catch {
-      l.down = true;
+      // The device is down: what was queued is stale by the time it is back.
+      l.socket.txClear();
     }
   }
 

@@ -424,9 +424,11 @@ class SenderLoop {
     if (l.socket.txPending() === 0) return 0;
     try {
       return l.socket.flush();
-    } catch (e) {
-      // The device went away or down: the core sees silence and fails over.
-      l.down = true;
+    } catch {
+      // The device went away or down: its data goes to the other links at once, and the link
+      // comes back when the receiver is heard on it again.
+      l.socket.txClear();
+      this.core.linkFailed(l.index, performance.now());
       return 0;
     }
   }
