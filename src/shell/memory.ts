@@ -28,7 +28,7 @@ export function memoryPlan(opts: Options): MemoryPlan {
     ringSize,
     chunkSize,
     poolSlots: Math.max(4, opts.compressors * (low ? 2 : 4)),
-    sndBuf: low ? 128 << 10 : 256 << 10,
+    sndBuf: low ? 256 << 10 : 512 << 10,
     rcvBuf: low ? 4 << 20 : 32 << 20,
     outputWorkers: low ? 1 : 2,
   };
