@@ -74,6 +74,23 @@ describe("link counts and MTUs", () => {
       }
     });
   }
+  test("device mismatch: receiver on 3 devices, sender on 2; sender on 3, receiver on 2", async () => {
+    const topo = await createTopology([{ mtu: 1500 }, { mtu: 1500 }, { mtu: 1500 }]);
+    try {
+      const input = await randomFile(scratch.dir, "mismatch", 8 << 20);
+      // The receiver waits on a device nobody sends on: the stream still completes.
+      let r = await transfer(topo, { input, senderDevs: topo.devsA.slice(0, 2), timeoutMs: 30_000 });
+      expectExact(r);
+      // A sender link nobody answers is left out and reported by -v as still probing.
+      r = await transfer(topo, { input, senderArgs: ["-v"], receiverDevs: topo.devsB.slice(0, 2), timeoutMs: 30_000 });
+      expect(r.sender.code).toBe(0);
+      expect(r.receiver.code).toBe(0);
+      expect(r.outSha).toBe(r.inSha);
+      expect(r.sender.stderr).toMatch(new RegExp(`${topo.devsA[2]}: probing`));
+    } finally {
+      await topo.cleanup();
+    }
+  });
   test("receiver devices listed in another order than the sender's", async () => {
     const topo = await createTopology([{ mtu: 1500 }, { mtu: 9000 }, { mtu: 1500 }]);
     try {
