@@ -67,7 +67,6 @@ function killGroup(pid: number): void {
 export class Side {
   readonly proc: Bun.Subprocess<"ignore", "ignore", "pipe">;
   private readonly stderrText: Promise<string>;
-  private readonly started: number;
   private readonly exited: Promise<number>;
   private readonly hwm: HwmPoller | null;
 
@@ -87,7 +86,7 @@ export class Side {
       stdout: "ignore",
       stderr: "pipe",
     });
-    this.started = performance.now();
+
     live.add(this);
     this.hwm = spec.gnuTime ? null : new HwmPoller(this.proc.pid);
     this.stderrText = new Response(this.proc.stderr).text();

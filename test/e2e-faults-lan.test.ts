@@ -3,12 +3,12 @@
 // frames during a transfer, and (2) two sender/receiver pairs at once.
 
 import { afterAll, describe, expect, test } from "bun:test";
-import { join } from "node:path";
 import { addressOf } from "../ffi/libc";
 import { addDropRule } from "./support/nft";
 import { lookupDevice } from "../src/shell/device";
 import { PacketSocket } from "../src/shell/packet-socket";
 import { Rng } from "./support/impair";
+import { OFF_CRC, OFF_LEN, OFF_MAGIC, OFF_PN, OFF_TYPE, OFF_VERSION } from "../src/wire";
 import { cleanupAll, createTopology, inNamespace, type Topology } from "./support/netns";
 import { describe as verdict, scratchDir, transfer, type TransferResult } from "./support/transfer";
 import { outputOf, randomFile, running, sizeOf, until, vcount } from "./support/e2e";
@@ -58,7 +58,6 @@ async function bridgeSegment(t: Topology, links: number[], opts: { hub: boolean;
 
 // ---- the hostile station
 
-const OFF_CRC = 14, OFF_LEN = 18, OFF_MAGIC = 20, OFF_VERSION = 22, OFF_TYPE = 23, OFF_SESSION = 24, OFF_PN = 32;
 
 type Kind =
   | "random" // random bytes after a 0x88b5 header

@@ -82,7 +82,6 @@ export class SenderLink {
   pingDue = false;
   /** New stream bytes given to this link, for weighted scheduling. */
   assigned = 0;
-  downSince = -Infinity;
   // Statistics
   framesSent = 0;
   bytesSent = 0;
@@ -461,11 +460,6 @@ export class SenderCore {
     return this.retx.count > 0 || this.nextNew < Math.min(this.appended, this.peerLimit);
   }
 
-  /** Why the links are not sending (for statistics): true when flow control holds them back. */
-  blockedByPeer(): boolean {
-    return this.nextNew >= this.peerLimit && this.appended > this.peerLimit;
-  }
-
   // ---- internals -----------------------------------------------------------------------
 
   private frameLength(l: SenderLink, start: number, end: number): number {
@@ -616,7 +610,6 @@ export class SenderCore {
 
   private takeDown(l: SenderLink, now: number): void {
     l.state = LinkState.Down;
-    l.downSince = now;
     l.timesDown++;
     for (let pn = l.oldestPn; pn < l.pnNext; pn++) {
       const slot = pn & (SENT_CAPACITY - 1);

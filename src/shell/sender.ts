@@ -5,7 +5,7 @@
 import { FrameType, FrameCrc, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK_RANGES, OFF_ACK_RANGES_N,
   OFF_DONE_CRC, OFF_DONE_TOTAL, OFF_HELLO_INSTANCE, OFF_HELLO_MTU, OFF_HELLO_WINDOW, OFF_LINK,
   OFF_SESSION, OFF_TYPE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, FEATURE_LZ4, readU64 } from "../wire";
-import { SenderCore, Phase, LinkState } from "../core/sender";
+import { SenderCore, Phase } from "../core/sender";
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, type Link } from "./links";
 import { Poller, POLLIN, POLLOUT, POLLHUP, POLLERR, addressOf, createEventFd, drainEventFd, readFd, setPipeSize, describeErrno } from "../../ffi/libc";
@@ -51,7 +51,6 @@ export async function runSender(opts: Options, interrupts: Interrupts): Promise<
 
 class SenderLoop {
   private readonly ring: Uint8Array;
-  private readonly ringView: DataView;
   private readonly ringPtr: number;
   private readonly ringCrc: FrameCrc;
   private readonly core: SenderCore;
@@ -78,7 +77,7 @@ class SenderLoop {
 
 
   constructor(
-    private readonly opts: Options,
+    opts: Options,
     private readonly links: Link[],
     private readonly pool: CompressPool | null,
     private readonly wakeFd: number,
@@ -87,7 +86,6 @@ class SenderLoop {
     private readonly interrupts: Interrupts,
   ) {
     this.ring = new Uint8Array(new ArrayBuffer(ringSize));
-    this.ringView = new DataView(this.ring.buffer);
     this.ringPtr = addressOf(this.ring);
     this.ringCrc = new FrameCrc(this.ring);
     const now = performance.now();
