@@ -107,10 +107,11 @@ describe("--block", () => {
       const open = new Set<string>();
       for (const line of readFileSync(trace, "utf8").split("\n")) {
         const pid = line.split(" ")[0];
-        let m = /^\S+ write\(1, .*\) = (\d+)$/.exec(line);
+        // strace pads the pid column: "2154  write(...)" and "12345 write(...)" both occur.
+        let m = /^\S+\s+write\(1, .*\) = (\d+)$/.exec(line);
         if (m) sizes.push(Number(m[1]));
-        else if (/^\S+ write\(1, .*<unfinished \.\.\.>$/.test(line)) open.add(pid);
-        else if ((m = /^\S+ <\.\.\. write resumed>.* = (\d+)$/.exec(line)) && open.delete(pid)) sizes.push(Number(m[1]));
+        else if (/^\S+\s+write\(1, .*<unfinished \.\.\.>$/.test(line)) open.add(pid);
+        else if ((m = /^\S+\s+<\.\.\. write resumed>.* = (\d+)$/.exec(line)) && open.delete(pid)) sizes.push(Number(m[1]));
       }
       expect(sizes.reduce((a, b) => a + b, 0)).toBe(40 * MiB + 12345);
       // A blocking write to a pipe can return early when a signal interrupts it (the runtime's
