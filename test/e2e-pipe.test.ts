@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { cleanupAll, createTopology, type Topology } from "./support/netns";
 import { randomFile } from "./support/e2e";
-import { describe as verdict, scratchDir, transfer } from "./support/transfer";
+import { BINARY, describe as verdict, scratchDir, transfer } from "./support/transfer";
 
 const scratch = scratchDir();
 afterAll(async () => {
@@ -43,6 +43,34 @@ describe("sizes over one link, MTU 1500", () => {
     const r = await transfer(topo, { input: await randomFile(scratch.dir, "c1m", (1 << 20) + 1), timeoutMs: 20_000 });
     expectExact(r);
   });
+});
+
+describe("streams longer than 4 GiB", () => {
+  test("4.5 GiB + 3 with -0: wire offsets and byte counts pass 2^32, output exact", async () => {
+    const topo = await createTopology([{ mtu: 9000 }]);
+    try {
+      const bytes = 4.5 * 2 ** 30 + 3;
+      // Zeros from /dev/zero cost nothing to make; -0 sends them as they are, so the wire
+      // stream's offsets, the byte counts and the END record's total all pass 2^32.
+      const h = new Bun.CryptoHasher("sha256");
+      const zeros = new Uint8Array(64 << 20);
+      for (let left = bytes; left > 0; left -= zeros.length) h.update(left >= zeros.length ? zeros : zeros.subarray(0, left));
+      const expected = h.digest("hex");
+      const outSha = `${scratch.dir}/zeros.sha`;
+      const rc = `${outSha}.rc`;
+      // The receiver's own exit status, not sha256sum's, is what counts.
+      const receiver = topo.spawn(topo.nsB, ["sh", "-c", `{ ${BINARY} -r ${topo.devsB[0]}; echo $? > ${rc}; } | sha256sum > ${outSha}; exit $(cat ${rc})`], { stderr: "pipe" });
+      await Bun.sleep(100);
+      const sender = topo.spawn(topo.nsA, ["sh", "-c", `head -c ${bytes} /dev/zero | ${BINARY} -s -0 ${topo.devsA[0]}`], { stderr: "pipe" });
+      const [sCode, rCode] = await Promise.all([sender.exited, receiver.exited]);
+      expect(await new Response(sender.stderr).text()).toBe("");
+      expect(sCode).toBe(0);
+      expect(rCode).toBe(0);
+      expect((await Bun.file(outSha).text()).split(" ")[0]).toBe(expected);
+    } finally {
+      await topo.cleanup();
+    }
+  }, 180_000);
 });
 
 describe("link counts and MTUs", () => {
