@@ -26,6 +26,8 @@ export interface Options {
   startAtPct: number;
   resumeAtPct: number;
   blockBytes: number;
+  /** --block given: every write is exactly one block (the last may be short), even when data trickles. */
+  strictBlocks: boolean;
 }
 
 const argsDef = {
@@ -136,7 +138,8 @@ usage:  l2pipe -r [options] DEV...          receive: wire -> stdout
   -b, --buffer SIZE    receiver: memory buffer before stdout (tape streaming)
       --start-at PCT   receiver with -b: start writing when the buffer is PCT full (80)
       --resume-at PCT  receiver with -b: after running dry, resume at PCT full (20)
-      --block SIZE     receiver: size of each write to stdout (default 256K)
+      --block SIZE     receiver: write stdout in blocks of exactly SIZE (tape drives);
+                       without it writes are up to 256K, trickles go out as they come
   -h, --help           this text;  -V, --version  the version
 
 DEV: 1 to 10 network interfaces, directly connected to the peer's. Ethertype 0x88b5.
@@ -279,6 +282,7 @@ export function parseCommandLine(argv: string[]): ParseResult {
       startAtPct,
       resumeAtPct,
       blockBytes,
+      strictBlocks: blockText !== undefined,
     },
   };
 }

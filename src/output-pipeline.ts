@@ -72,6 +72,8 @@ export interface OutputInit {
   blockSize: number;
   /** The block buffer, shared by the workers. */
   block: SharedArrayBuffer;
+  /** Every write a whole block (the stream's last excepted), even when the input trickles. */
+  strictBlocks: boolean;
 }
 
 export class OutputPipeline {
@@ -100,6 +102,7 @@ export class OutputPipeline {
     maxChunk: number;
     workers?: number;
     blockSize?: number;
+    strictBlocks?: boolean;
   }): Promise<OutputPipeline> {
     const { ring, ringSize, maxChunk } = opts;
     const n = opts.workers ?? 1;
@@ -125,7 +128,7 @@ export class OutputPipeline {
         workers.push(w);
         const init: OutputInit = {
           ring, ringSize, ctl, outFd: opts.outFd, wakeFd: opts.wakeFd, needLz4: opts.needLz4, maxChunk, id, workers: n,
-          blockSize, block,
+          blockSize, block, strictBlocks: opts.strictBlocks ?? false,
         };
         await startWorker(w, init);
       }

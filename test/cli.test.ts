@@ -38,7 +38,7 @@ describe("parseCommandLine", () => {
     expect(s).toEqual({
       mode: "send", devices: ["eth0"], verbose: false, lowMemory: false, compressors: 4, weights: null,
       timeoutMs: 5000, waitMs: 30_000, progress: false, sizeHint: null, statsJson: null, bufferBytes: 0,
-      startAtPct: 80, resumeAtPct: 20, blockBytes: 256 * 1024,
+      startAtPct: 80, resumeAtPct: 20, blockBytes: 256 * 1024, strictBlocks: false,
     });
     const r = options(["-r", "eth0", "usb0"]);
     expect(r.mode).toBe("receive");
@@ -55,7 +55,7 @@ describe("parseCommandLine", () => {
     });
     for (const n of [0, 1, 2, 3]) expect(options(["-s", `-${n}`, "eth0"]).compressors).toBe(n);
     const r = options(["-r", "-b", "512M", "--start-at", "90", "--resume-at", "10", "--block", "1M", "eth0"]);
-    expect(r).toMatchObject({ bufferBytes: 512 << 20, startAtPct: 90, resumeAtPct: 10, blockBytes: 1 << 20 });
+    expect(r).toMatchObject({ bufferBytes: 512 << 20, startAtPct: 90, resumeAtPct: 10, blockBytes: 1 << 20, strictBlocks: true });
   });
 
   test("long forms mean the same as the short ones", () => {

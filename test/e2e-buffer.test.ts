@@ -59,14 +59,16 @@ describe("tape buffer", () => {
     expect(r.sender.code).toBe(0);
     expect(r.receiver.code).toBe(0);
     expect(r.outSha).toBe(r.inSha);
-    const b = bursts(log, 40);
+    // Reads less than 80 ms apart belong to one burst (a scheduling hiccup is not a pause);
+    // a refill from 0 to 20% at 25 MB/s takes ~270 ms.
+    const b = bursts(log, 80);
     // The first burst holds at least the 80% the buffer waited for; later ones (but the last,
     // which flushes the end) at least the 20% it resumes at.
     expect(b.length).toBeGreaterThanOrEqual(3);
     expect(b[0].bytes).toBeGreaterThanOrEqual(0.8 * bufferBytes - MiB);
     for (const x of b.slice(1, -1)) expect(x.bytes).toBeGreaterThanOrEqual(0.2 * bufferBytes - MiB);
-    // Between bursts the reader waited for the buffer to refill (20% at 25 MB/s is ~270 ms).
-    for (let i = 1; i < b.length; i++) expect(b[i].start - b[i - 1].end).toBeGreaterThanOrEqual(100);
+    // Between bursts the reader waited for the buffer to refill.
+    for (let i = 1; i < b.length; i++) expect(b[i].start - b[i - 1].end).toBeGreaterThanOrEqual(150);
     expect(r.receiver.stderr).toMatch(/buffer: 32\.0 MiB, output paused [1-9]\d* times? after running dry/);
   });
 

@@ -45,6 +45,33 @@ describe("sizes over one link, MTU 1500", () => {
   });
 });
 
+describe("a slow producer", () => {
+  test("a partial chunk goes out after a moment of quiet, not when 256 KiB have gathered", async () => {
+    const topo = await createTopology([{ mtu: 1500 }]);
+    try {
+      const log = `${scratch.dir}/trickle.log`;
+      const out = `${scratch.dir}/trickle.out`;
+      const rc = `${out}.rc`;
+      const reader = new URL("./support/read-log.ts", import.meta.url).pathname;
+      const receiver = topo.spawn(topo.nsB, ["sh", "-c", `{ ${BINARY} -r ${topo.devsB[0]}; echo $? > ${rc}; } | bun ${reader} ${log} > ${out}; exit $(cat ${rc})`], { stderr: "pipe" });
+      await Bun.sleep(100);
+      // 5 bytes, 2 s of silence, 5 more: the first five must not wait for the rest.
+      const sender = topo.spawn(topo.nsA, ["sh", "-c", `{ printf hello; sleep 2; printf world; } | ${BINARY} -s ${topo.devsA[0]}`], { stderr: "pipe" });
+      const [sCode, rCode] = await Promise.all([sender.exited, receiver.exited]);
+      expect(sCode).toBe(0);
+      expect(rCode).toBe(0);
+      expect(await Bun.file(out).text()).toBe("helloworld");
+      const reads = (await Bun.file(log).text()).trim().split("\n").map((l) => l.split(" ").map(Number));
+      // Two reads: "hello" well before "world" (the reader's clock starts with the receiver).
+      expect(reads.length).toBe(2);
+      expect(reads[0][1]).toBe(5);
+      expect(reads[1][0] - reads[0][0]).toBeGreaterThan(1500);
+    } finally {
+      await topo.cleanup();
+    }
+  });
+});
+
 describe("streams longer than 4 GiB", () => {
   test("4.5 GiB + 3 with -0: wire offsets and byte counts pass 2^32, output exact", async () => {
     const topo = await createTopology([{ mtu: 9000 }]);

@@ -31,7 +31,7 @@ export async function runReceiver(opts: Options, interrupts: Interrupts): Promis
   const ringBuffer = reserveRing(plan.ringSize, opts.bufferBytes > 0);
   const output = await OutputPipeline.create({
     ring: ringBuffer, ringSize: plan.ringSize, outFd: STDOUT, wakeFd, needLz4: false, maxChunk: 1 << 20,
-    blockSize: opts.blockBytes, workers: plan.outputWorkers,
+    blockSize: opts.blockBytes, strictBlocks: opts.strictBlocks, workers: plan.outputWorkers,
   });
   try {
     return await new ReceiverLoop(opts, links, output, ringBuffer, plan.ringSize, wakeFd, interrupts).run();

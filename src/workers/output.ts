@@ -211,6 +211,9 @@ class Output {
     Atomics.store(this.i32, OI_STREAM_CRC, crc32Combine(streamCrc, chunkCrc, rawLen) | 0);
     Atomics.store(this.big, OB_WRITTEN, BigInt(Number(Atomics.load(this.big, OB_WRITTEN)) + rawLen));
     Atomics.add(this.i32, OI_CHUNKS, 1);
+    // Nothing more has arrived yet: a trickling stream is written as it comes, not held back
+    // for a whole block (unless --block asked for whole blocks). Done while holding the turn.
+    if (!this.o.strictBlocks && Number(Atomics.load(this.big, OB_PUBLISHED)) <= end) this.flushBlock();
     this.rec++;
     this.passTurn();
     this.pos = end;
