@@ -17,6 +17,20 @@ export class Interrupts {
     return this.received;
   }
 
+  private lastBreath = performance.now();
+
+  /** The event loops sleep in poll(), not in Bun's loop: time to let signal handlers run? */
+  due(now: number): boolean {
+    return now - this.lastBreath > 20;
+  }
+
+  /** Lets Bun's event loop run once; returns the signal that arrived meanwhile, if any. */
+  async breathe(): Promise<string | null> {
+    await Bun.sleep(0);
+    this.lastBreath = performance.now();
+    return this.received;
+  }
+
   exitCode(): number {
     return 128 + (this.received ? SIGNALS[this.received] : 0);
   }

@@ -94,7 +94,6 @@ class ReceiverLoop {
   async run(): Promise<number> {
     const core = this.core;
     const name = (i: number) => this.links[i].name;
-    let lastYield = performance.now();
     for (;;) {
       const now = performance.now();
       this.receive(now);
@@ -120,10 +119,8 @@ class ReceiverLoop {
       }
       if (core.phase === RxPhase.Failed) return this.abort(core.failure ?? "failed", core.exitCode);
 
-      if (now - lastYield > 20) {
-        await Bun.sleep(0);
-        lastYield = performance.now();
-        const sig = this.interrupts.pending();
+      if (this.interrupts.due(now)) {
+        const sig = await this.interrupts.breathe();
         if (sig) return this.abort(`interrupted by ${sig}`, this.interrupts.exitCode());
         this.reporter.progress(now, () => this.statistics(now));
       }

@@ -109,7 +109,6 @@ class SenderLoop {
   async run(): Promise<number> {
     const core = this.core;
     const name = (i: number) => this.links[i].name;
-    let lastYield = performance.now();
     for (;;) {
       let now = performance.now();
       this.receive(now);
@@ -124,11 +123,8 @@ class SenderLoop {
       }
       if (core.phase === Phase.Failed) return this.abort(core.failure ?? "failed", core.exitCode);
 
-      // Let signal handlers and worker messages in now and then.
-      if (now - lastYield > 20) {
-        await Bun.sleep(0);
-        lastYield = performance.now();
-        const sig = this.interrupts.pending();
+      if (this.interrupts.due(now)) {
+        const sig = await this.interrupts.breathe();
         if (sig) return this.abort(`interrupted by ${sig}`, this.interrupts.exitCode());
         this.reporter.progress(now, () => this.statistics(now));
       }
