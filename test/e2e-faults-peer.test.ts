@@ -78,57 +78,49 @@ async function topology(): Promise<Topology> {
 }
 afterAll(() => topo?.cleanup());
 
+/** Kills one side with SIGKILL once 8 MB are out; returns the run and how long the other took to exit. */
+async function killMidStream(victim: "sender" | "receiver", name: string) {
+  const t = await topology();
+  const input = await randomFile(scratch.dir, name, 64 * MB);
+  let killedAt = 0, peerEnd = 0;
+  const r = await transfer(t, {
+    input,
+    senderArgs: ["-0", "-t", "2"],
+    receiverArgs: ["-t", "2"],
+    timeoutMs: 30_000,
+    during: async ({ sender, receiver }) => {
+      const peer = victim === "sender" ? receiver : sender;
+      const end = peer.exited.then(() => (peerEnd = performance.now()));
+      await until(() => sizeOf(outputOf(input)) >= 8 * MB || !running(receiver), 10_000, "output");
+      (victim === "sender" ? sender : receiver).kill("SIGKILL");
+      killedAt = performance.now();
+      await end;
+    },
+  });
+  return { r, input, peerMs: peerEnd - killedAt };
+}
+
 describe("a side killed with SIGKILL", () => {
   test("sender killed: receiver fails within the timeout, its output is a prefix of the input", async () => {
-    const t = await topology();
-    const input = await randomFile(scratch.dir, "kill-s", 64 * MB);
-    let killedAt = 0, rEnd = 0;
-    const r = await transfer(t, {
-      input,
-      senderArgs: ["-0", "-t", "2"],
-      receiverArgs: ["-t", "2"],
-      timeoutMs: 30_000,
-      during: async ({ sender, receiver }) => {
-        const end = receiver.exited.then(() => (rEnd = performance.now()));
-        await until(() => sizeOf(outputOf(input)) >= 8 * MB || !running(receiver), 10_000, "output");
-        sender.kill("SIGKILL");
-        killedAt = performance.now();
-        await end;
-      },
-    });
+    const { r, input, peerMs } = await killMidStream("sender", "kill-s");
     const out = r.outPath;
-    console.log(`sender killed: receiver exit ${r.receiver.code} after ${(rEnd - killedAt).toFixed(0)} ms, ${sizeOf(out)} bytes written`);
+    console.log(`sender killed: receiver exit ${r.receiver.code} after ${peerMs.toFixed(0)} ms, ${sizeOf(out)} bytes written`);
     expect(r.sender.code).toBe(137);
     expect(r.receiver.code).toBe(1);
     expect(oneLine(r.receiver.stderr)).toContain("sender lost");
-    expect(rEnd - killedAt).toBeLessThan(2000 + 1000);
+    expect(peerMs).toBeLessThan(2000 + 1000);
     expect(sizeOf(out)).toBeGreaterThanOrEqual(8 * MB);
     expect(sizeOf(out)).toBeLessThan(64 * MB);
     expect(isPrefix(out, input)).toBe(true);
   }, 40_000);
 
   test("receiver killed: sender fails within the timeout", async () => {
-    const t = await topology();
-    const input = await randomFile(scratch.dir, "kill-r", 64 * MB);
-    let killedAt = 0, sEnd = 0;
-    const r = await transfer(t, {
-      input,
-      senderArgs: ["-0", "-t", "2"],
-      receiverArgs: ["-t", "2"],
-      timeoutMs: 30_000,
-      during: async ({ sender, receiver }) => {
-        const end = sender.exited.then(() => (sEnd = performance.now()));
-        await until(() => sizeOf(outputOf(input)) >= 8 * MB || !running(receiver), 10_000, "output");
-        receiver.kill("SIGKILL");
-        killedAt = performance.now();
-        await end;
-      },
-    });
-    console.log(`receiver killed: sender exit ${r.sender.code} after ${(sEnd - killedAt).toFixed(0)} ms`);
+    const { r, input, peerMs } = await killMidStream("receiver", "kill-r");
+    console.log(`receiver killed: sender exit ${r.sender.code} after ${peerMs.toFixed(0)} ms`);
     expect(r.receiver.code).toBe(137);
     expect(r.sender.code).toBe(1);
     expect(oneLine(r.sender.stderr)).toContain("receiver lost");
-    expect(sEnd - killedAt).toBeLessThan(2000 + 1000);
+    expect(peerMs).toBeLessThan(2000 + 1000);
     expect(isPrefix(r.outPath, input)).toBe(true);
   }, 40_000);
 });

@@ -19,13 +19,13 @@ export interface Timing {
   lingerMs: number;
 }
 
-export function defaultTiming(peerTimeoutMs = 5000): Timing {
+export function defaultTiming(peerTimeoutMs = 5000, waitMs = 30_000): Timing {
   return {
     peerTimeoutMs,
     linkDownMs: Math.max(300, Math.min(500, peerTimeoutMs / 5)),
     keepaliveMs: 100,
     helloIntervalMs: 100,
-    waitMs: 30_000,
+    waitMs,
     gatherMs: 300,
     maxAckDelayMs: 1,
     lingerMs: 2000,

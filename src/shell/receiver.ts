@@ -83,8 +83,7 @@ class ReceiverLoop {
     this.walker = new RecordWalker(this.ring, ringSize);
     this.gate = new OutputGate(opts.bufferBytes, opts.startAtPct, opts.resumeAtPct);
     const now = performance.now();
-    const timing = defaultTiming(opts.timeoutMs);
-    timing.waitMs = opts.waitMs;
+    const timing = defaultTiming(opts.timeoutMs, opts.waitMs);
     this.core = new ReceiverCore({ deviceCount: links.length, ringSize, timing, now });
     this.poller = new Poller(links.length + 1);
     this.instance = crypto.getRandomValues(new Uint32Array(1))[0] >>> 0;

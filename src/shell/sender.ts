@@ -89,8 +89,7 @@ class SenderLoop {
     this.ringPtr = addressOf(this.ring);
     this.ringCrc = new FrameCrc(this.ring);
     const now = performance.now();
-    const timing = defaultTiming(opts.timeoutMs);
-    timing.waitMs = opts.waitMs;
+    const timing = defaultTiming(opts.timeoutMs, opts.waitMs);
     this.core = new SenderCore({
       linkCount: links.length,
       mtus: links.map((l) => l.device.mtu),
