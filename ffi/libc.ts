@@ -34,6 +34,7 @@ export const MSG_DONTWAIT = 0x40;
 
 export const SIOCGIFFLAGS = 0x8913;
 export const SIOCGIFMTU = 0x8921;
+export const SIOCGIFTXQLEN = 0x8942;
 export const SIOCGIFHWADDR = 0x8927;
 export const IFF_UP = 0x1;
 export const IFF_RUNNING = 0x40;
@@ -104,7 +105,7 @@ export const MMSGHDR = { size: 64, hdr: 0, len: 56 } as const;
 /** struct pollfd: fd i32, events i16, revents i16 */
 export const POLLFD = { size: 8, fd: 0, events: 4, revents: 6 } as const;
 /** struct ifreq: name[16] then a 24-byte union (ifr_hwaddr sockaddr, ifr_mtu i32, ifr_flags i16) */
-export const IFREQ = { size: 40, name: 0, union: 16, hwFamily: 16, hwData: 18, mtu: 16, flags: 16 } as const;
+export const IFREQ = { size: 40, name: 0, union: 16, hwFamily: 16, hwData: 18, mtu: 16, flags: 16, qlen: 16 } as const;
 /** struct tpacket_stats: tp_packets u32, tp_drops u32 (reading it resets both in the kernel) */
 export const TPACKET_STATS = { size: 8, packets: 0, drops: 4 } as const;
 

@@ -303,7 +303,7 @@ describe("packet socket", () => {
     const script = `
       import { PacketSocket } from ${JSON.stringify(join(import.meta.dir, "../src/shell/packet-socket.ts"))};
       try {
-        PacketSocket.open({ name: "lo", ifindex: 1, mac: new Uint8Array(6), mtu: 1500, up: true },
+        PacketSocket.open({ name: "lo", ifindex: 1, mac: new Uint8Array(6), mtu: 1500, txQueueLen: 1000, up: true },
           { batch: 4, maxFrame: 1514, rcvBuf: 0, sndBuf: 0 });
         console.log("opened");
       } catch (e) { console.log(e.exitCode + " " + e.message); }`;

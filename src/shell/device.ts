@@ -2,7 +2,7 @@
 
 import {
   AF_INET, AF_UNIX, ARPHRD_ETHER, IFF_RUNNING, IFF_UP, IFNAMSIZ, IFREQ, SIOCGIFFLAGS,
-  SIOCGIFHWADDR, SIOCGIFMTU, SOCK_CLOEXEC, SOCK_DGRAM, addressOf, asPtr, describeErrno, errno,
+  SIOCGIFHWADDR, SIOCGIFMTU, SIOCGIFTXQLEN, SOCK_CLOEXEC, SOCK_DGRAM, addressOf, asPtr, describeErrno, errno,
   libc, ENODEV, ENXIO,
 } from "../../ffi/libc";
 import { systemError, usageError } from "../errors";
@@ -13,6 +13,8 @@ export interface Device {
   /** 6 bytes */
   mac: Uint8Array;
   mtu: number;
+  /** Frames its default queueing discipline holds before it drops (txqueuelen). */
+  txQueueLen: number;
   /** administratively up (IFF_UP) and with carrier (IFF_RUNNING) */
   up: boolean;
 }
@@ -73,6 +75,9 @@ export function lookupDevice(name: string, opts: LookupOptions = {}): Device {
     ioctl(SIOCGIFMTU, "MTU");
     const mtu = view.getInt32(IFREQ.mtu, true);
 
+    ioctl(SIOCGIFTXQLEN, "queue length");
+    const txQueueLen = view.getInt32(IFREQ.qlen, true);
+
     ioctl(SIOCGIFFLAGS, "flags");
     const flags = view.getUint16(IFREQ.flags, true);
     const adminUp = (flags & IFF_UP) !== 0;
@@ -82,7 +87,7 @@ export function lookupDevice(name: string, opts: LookupOptions = {}): Device {
       if (!adminUp) throw usageError(`device ${name} is down (ip link set ${name} up)`);
       if (!carrier) throw usageError(`device ${name} has no carrier (cable unplugged or peer down)`);
     }
-    return { name, ifindex, mac, mtu, up: adminUp && carrier };
+    return { name, ifindex, mac, mtu, txQueueLen, up: adminUp && carrier };
   } finally {
     l.close(fd);
   }

@@ -8,7 +8,9 @@ export interface MemoryPlan {
   chunkSize: number;
   /** Compressor slots (each holds one input chunk and its compressed record). */
   poolSlots: number;
+  /** Sender: each link's send buffer at start, and the most it may grow to with the link's rate. */
   sndBuf: number;
+  sndBufMax: number;
   rcvBuf: number;
   /** Receiver: Workers that verify, decompress and write, in parallel and in turn. */
   outputWorkers: number;
@@ -29,6 +31,7 @@ export function memoryPlan(opts: Options): MemoryPlan {
     chunkSize,
     poolSlots: Math.max(4, opts.compressors * (low ? 2 : 4)),
     sndBuf: low ? 256 << 10 : 512 << 10,
+    sndBufMax: low ? 1 << 20 : 4 << 20,
     rcvBuf: low ? 4 << 20 : 32 << 20,
     outputWorkers: low ? 1 : 2,
   };

@@ -67,6 +67,10 @@ export class PacketSocket {
   private readonly txPayloadPtr: Float64Array;
   private readonly txPayloadLen: Int32Array;
   private pending = 0;
+  /** Frames and bytes the kernel has taken, and how often its queue was full (ENOBUFS). */
+  framesSent = 0;
+  bytesSent = 0;
+  queueFull = 0;
 
   // sockaddr_ll / tpacket_stats at 0, their socklen_t at 16, setsockopt values at 32
   private readonly scratch: Uint8Array;
@@ -74,7 +78,7 @@ export class PacketSocket {
   private readonly scratchPtr: number;
   /** Buffer sizes the kernel reports after setup (it doubles the requested values). */
   readonly rcvBufActual: number;
-  readonly sndBufActual: number;
+  sndBufActual: number;
 
   static open(dev: Device, opts: PacketSocketOptions): PacketSocket {
     return new PacketSocket(dev, opts);
@@ -276,10 +280,13 @@ export class PacketSocket {
         if (n < 0) e = read.i32(this.errnoAddr as Pointer, 0);
       }
       if (n < 0) {
+        if (e === ENOBUFS) this.queueFull++;
         if (e === EAGAIN || e === ENOBUFS || e === EINTR) return 0;
         throw this.deviceError("send failed", e);
       }
     }
+    this.framesSent += n;
+    for (let i = 0; i < n; i++) this.bytesSent += this.txHeaderLen[i]! + this.txPayloadLen[i]!;
     if (n === total) {
       this.pending = 0;
       return n;
@@ -293,6 +300,13 @@ export class PacketSocket {
     for (let i = 0; i < rest; i++) this.writeTxIov(i);
     this.pending = rest;
     return n;
+  }
+
+  /** Asks for a send buffer of `bytes` (the kernel doubles it); returns what it granted. */
+  setSendBuffer(bytes: number): number {
+    if (!this.setInt(SOL_SOCKET, SO_SNDBUFFORCE, bytes)) this.setInt(SOL_SOCKET, SO_SNDBUF, bytes);
+    this.sndBufActual = this.getInt(SOL_SOCKET, SO_SNDBUF);
+    return this.sndBufActual;
   }
 
   /** Frames the kernel dropped on receive (socket buffer full) since the previous call. */

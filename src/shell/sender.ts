@@ -4,7 +4,7 @@
 
 import { FrameType, FrameCrc, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK_RANGES, OFF_ACK_RANGES_N,
   OFF_DONE_CRC, OFF_DONE_TOTAL, OFF_HELLO_INSTANCE, OFF_HELLO_MTU, OFF_HELLO_WINDOW, OFF_LINK,
-  OFF_SESSION, OFF_TYPE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, FEATURE_LZ4, readU64 } from "../wire";
+  OFF_SESSION, OFF_TYPE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, FEATURE_LZ4, ETH_HEADER, readU64 } from "../wire";
 import { SenderCore, Phase } from "../core/sender";
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, type Link } from "./links";
@@ -17,11 +17,12 @@ import { memoryPlan } from "./memory";
 import { fstatSync } from "node:fs";
 import { Reporter } from "./report";
 import { Interrupts } from "./interrupts";
+import { SendQueueSizer } from "./send-queue";
 
 /** A partial chunk goes out after this much quiet on stdin. */
 const FLUSH_QUIET_MS = 2;
 const STDIN = 0;
-const READ_PER_TURN = 16 << 20;
+const READ_PER_TURN = 4 << 20;
 function isRegularFile(fd: number): boolean {
   try {
     return fstatSync(fd).isFile();
@@ -42,7 +43,9 @@ export async function runSender(opts: Options, interrupts: Interrupts): Promise<
     pool = await CompressPool.create({ workers: opts.compressors, chunkSize: plan.chunkSize, slots: plan.poolSlots, wakeFd });
   }
   try {
-    return await new SenderLoop(opts, links, pool, wakeFd, plan.ringSize, plan.chunkSize, interrupts).run();
+    const queues = links.map((l) => new SendQueueSizer(l.socket, l.device.mtu + ETH_HEADER, l.device.txQueueLen,
+      { minBytes: 128 << 10, maxBytes: plan.sndBufMax }, plan.sndBuf));
+    return await new SenderLoop(opts, links, pool, wakeFd, plan.ringSize, plan.chunkSize, interrupts, queues).run();
   } finally {
     pool?.close();
     for (const l of links) l.socket.close();
@@ -84,6 +87,7 @@ class SenderLoop {
     private readonly ringSize: number,
     private readonly chunkSize: number,
     private readonly interrupts: Interrupts,
+    private readonly queues: SendQueueSizer[],
   ) {
     this.ring = new Uint8Array(new ArrayBuffer(ringSize));
     this.ringPtr = addressOf(this.ring);
@@ -114,6 +118,7 @@ class SenderLoop {
       if (core.phase === Phase.Transfer || core.phase === Phase.Finishing) this.readInput(now);
       core.tick(now, name);
       this.transmit(now);
+      for (const q of this.queues) q.update(now);
 
       if (core.phase === Phase.Done) {
         this.transmit(now);
