@@ -129,29 +129,38 @@ export class CompressPool {
     const L = poolLayout(chunkSize, slots, n);
     const sab = new SharedArrayBuffer(L.bytes);
     const workers: Worker[] = [];
+    // The first worker proves that lz4 loads; the others start behind it while the run begins
+    // (a chunk waits in its slot for whichever worker is up). One at a time: concurrent first
+    // dlopen() in fresh Workers can crash Bun (oven-sh/bun#40972).
     try {
-      // One at a time: concurrent first dlopen() in fresh Workers can crash Bun (oven-sh/bun#40972).
-      for (let i = 0; i < n; i++) {
-        const w = new Worker(new URL("./workers/compressor.ts", import.meta.url).href, {
-          // Bun would give the Worker the environment from process start; L2PIPE_LZ4_LIB may be set later.
-          env: { ...process.env } as Record<string, string>,
-        });
-        workers.push(w);
-        await startWorker(w, { sab, layout: L, wakeFd, index: i });
-      }
+      await startCompressor(sab, L, wakeFd, workers);
     } catch (e) {
       stopWorkers(new Int32Array(sab), workers);
       throw e;
     }
     const pool = new CompressPool(sab, L, workers);
-    for (const w of workers) {
-      w.addEventListener("error", (ev) => {
-        pool.failure ??= `compressor worker failed: ${(ev as ErrorEvent).message}`;
-      });
-      // Idle workers must not keep the process alive if close() is forgotten.
-      (w as unknown as { unref(): void }).unref(); // Bun extension, absent from the DOM typings
-    }
+    pool.watch(workers[0]!);
+    pool.starting = (async () => {
+      for (let i = 1; i < n && !pool.closed; i++) {
+        await startCompressor(sab, L, wakeFd, workers);
+        if (pool.closed) stopWorkers(pool.ctl, workers);
+        else pool.watch(workers[i]!);
+      }
+    })().catch((e: unknown) => {
+      pool.failure ??= (e as Error).message;
+    });
     return pool;
+  }
+
+  /** Resolves once every worker has started (or failed to). */
+  starting: Promise<void> = Promise.resolve();
+
+  private watch(w: Worker): void {
+    w.addEventListener("error", (ev) => {
+      this.failure ??= `compressor worker failed: ${(ev as ErrorEvent).message}`;
+    });
+    // Idle workers must not keep the process alive if close() is forgotten.
+    (w as unknown as { unref(): void }).unref(); // Bun extension, absent from the DOM typings
   }
 
   /** Slots free for input right now. */
@@ -272,6 +281,15 @@ interface WorkerInit {
   layout: PoolLayout;
   wakeFd: number;
   index: number;
+}
+
+function startCompressor(sab: SharedArrayBuffer, layout: PoolLayout, wakeFd: number, workers: Worker[]): Promise<void> {
+  const w = new Worker(new URL("./workers/compressor.ts", import.meta.url).href, {
+    // Bun would give the Worker the environment from process start; L2PIPE_LZ4_LIB may be set later.
+    env: { ...process.env } as Record<string, string>,
+  });
+  workers.push(w);
+  return startWorker(w, { sab, layout, wakeFd, index: workers.length - 1 });
 }
 
 function startWorker(w: Worker, init: WorkerInit): Promise<void> {
