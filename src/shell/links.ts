@@ -20,6 +20,8 @@ const BATCH = 64;
 export class Link {
   readonly txCrc: FrameCrc;
   readonly rxCrc: FrameCrc;
+  /** Per header slot, the view of a DATA header's checksummed bytes: no view made per frame. */
+  private readonly dataHeaderViews: Uint8Array[] = [];
   /** The peer's MAC once known; broadcast until then. */
   peer = new Uint8Array(BROADCAST);
   peerKnown = false;
@@ -36,6 +38,10 @@ export class Link {
   ) {
     this.txCrc = new FrameCrc(socket.txHeaders);
     this.rxCrc = new FrameCrc(socket.rx, true);
+    for (let i = 0; i < socket.batch; i++) {
+      const base = socket.txHeaderOffset(i);
+      this.dataHeaderViews.push(socket.txHeaders.subarray(base + OFF_LEN, base + DATA_HEADER));
+    }
   }
 
   get name(): string {
@@ -160,6 +166,7 @@ export class Link {
    * ring[ringOffset..]) and is sent by the kernel straight from there.
    */
   sendData(session: number, link: number, pn: number, offset: number, ring: Uint8Array, ringCrc: FrameCrc, ringOffset: number, ringPtr: number, len: number): boolean {
+    const slot = this.socket.txSlot();
     const base = this.begin(FrameType.Data, session, link, pn);
     if (base < 0) return false;
     const v = this.socket.txView;
@@ -172,7 +179,7 @@ export class Link {
       return true;
     }
     v.setUint16(base + OFF_LEN, DATA_HEADER - ETH_HEADER + len);
-    const crc = ringCrc.of(ringOffset, ringOffset + len, this.txCrc.of(base + OFF_LEN, headerEnd));
+    const crc = ringCrc.of(ringOffset, ringOffset + len, Bun.hash.crc32(this.dataHeaderViews[slot]!) >>> 0);
     v.setUint32(base + OFF_CRC, crc);
     this.socket.txCommit(DATA_HEADER, ringPtr + ringOffset, len);
     return true;
