@@ -146,16 +146,33 @@ export function sealFrame(v: DataView, crc: FrameCrc, base: number, end: number)
   return len;
 }
 
+/** A received frame's meaningful length if its ethertype, magic, version and length field are
+ * right (CRC not checked), else 0. */
+function claimedLength(v: DataView, base: number, received: number): number {
+  if (received < COMMON_END) return 0;
+  if (v.getUint16(base + 12) !== ETHERTYPE) return 0;
+  if (v.getUint16(base + OFF_MAGIC) !== MAGIC || v.getUint8(base + OFF_VERSION) !== VERSION) return 0;
+  const len = v.getUint16(base + OFF_LEN) + ETH_HEADER;
+  return len < COMMON_END || len > received ? 0 : len;
+}
+
 /**
  * Checks a received frame: ethertype, magic, version, length, CRC. Returns the meaningful
  * length (from the frame start) or 0 when the frame must be dropped.
  */
 export function verifyFrame(v: DataView, crc: FrameCrc, base: number, received: number): number {
-  if (received < COMMON_END) return 0;
-  if (v.getUint16(base + 12) !== ETHERTYPE) return 0;
-  if (v.getUint16(base + OFF_MAGIC) !== MAGIC || v.getUint8(base + OFF_VERSION) !== VERSION) return 0;
-  const len = v.getUint16(base + OFF_LEN) + ETH_HEADER;
-  if (len < COMMON_END || len > received) return 0;
-  if (crc.of(base + OFF_LEN, base + len) !== v.getUint32(base + OFF_CRC)) return 0;
+  const len = claimedLength(v, base, received);
+  if (len === 0 || crc.of(base + OFF_LEN, base + len) !== v.getUint32(base + OFF_CRC)) return 0;
   return len;
+}
+
+/**
+ * verifyFrame for a DATA frame received split: its first DATA_HEADER bytes at base (headView is
+ * their checksummed part, [OFF_LEN, DATA_HEADER)), its payload at payload[payloadPos..].
+ */
+export function verifySplitFrame(v: DataView, base: number, received: number, headView: Uint8Array, payload: Uint8Array, payloadPos: number): number {
+  const len = claimedLength(v, base, received);
+  if (len <= DATA_HEADER) return 0;
+  const crc = Bun.hash.crc32(payload.subarray(payloadPos, payloadPos + len - DATA_HEADER), Bun.hash.crc32(headView)) >>> 0;
+  return crc === v.getUint32(base + OFF_CRC) ? len : 0;
 }

@@ -95,6 +95,13 @@ export class ReceiverCore {
     return this.consumed + this.cfg.ringSize;
   }
 
+  /** Stream bytes at and above this offset are not in the ring: their ring space holds nothing
+   * anyone reads, so frames may be received straight into it. */
+  freshFrom(): number {
+    const n = this.above.count;
+    return n > 0 ? Math.max(this.cum, this.above.end(n - 1)) : this.cum;
+  }
+
   // ---- inputs --------------------------------------------------------------------------
 
   /**

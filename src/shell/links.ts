@@ -8,7 +8,7 @@ import {
   COMMON_END, DATA_HEADER, DONE_LEN, ETH_HEADER, FrameCrc, FrameType, HELLO_LEN, MAX_ABORT_TEXT, MIN_FRAME,
   OFF_ABORT_CODE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_CRC, OFF_DATA_OFFSET, OFF_DONE_CRC, OFF_DONE_TOTAL,
   OFF_HELLO_FEATURES, OFF_HELLO_INSTANCE, OFF_HELLO_LINKS, OFF_HELLO_MTU, OFF_HELLO_NAME, OFF_HELLO_WINDOW,
-  OFF_LEN, sealFrame, verifyFrame, writeHeader, writeU64,
+  OFF_LEN, OFF_TYPE, readU64, sealFrame, verifyFrame, verifySplitFrame, writeHeader, writeU64,
 } from "../wire";
 import { usageError } from "../errors";
 
@@ -22,6 +22,7 @@ export class Link {
   readonly rxCrc: FrameCrc;
   /** Per header slot, the view of a DATA header's checksummed bytes: no view made per frame. */
   private readonly dataHeaderViews: Uint8Array[] = [];
+  private readonly rxHeaderViews: Uint8Array[] = [];
   /** The peer's MAC once known; broadcast until then. */
   peer = new Uint8Array(BROADCAST);
   peerKnown = false;
@@ -41,8 +42,54 @@ export class Link {
     for (let i = 0; i < socket.batch; i++) {
       const base = socket.txHeaderOffset(i);
       this.dataHeaderViews.push(socket.txHeaders.subarray(base + OFF_LEN, base + DATA_HEADER));
+      const rxBase = socket.rxOffset(i);
+      this.rxHeaderViews.push(socket.rx.subarray(rxBase + OFF_LEN, rxBase + DATA_HEADER));
     }
   }
+
+  /**
+   * One batch received straight into the reassembly ring: frame i's payload lands at
+   * ring[ringPos + i * stride], which is where it belongs if it is the DATA frame for stream
+   * offset expect + i * stride, as the frames of one link in order are. If every frame is,
+   * onFrame(base, len, true) gets each that passes the checks, its payload already in place.
+   * Otherwise the payloads are moved back behind their headers and the batch is handled as
+   * receive() would (inPlace false); what landed in the ring is left there, so the caller must
+   * give memory no one reads. Returns the frames received.
+   */
+  receiveSplit(ring: Uint8Array, ringPtr: number, ringPos: number, stride: number, expect: number,
+    onFrame: (base: number, len: number, inPlace: boolean) => void): number {
+    this.splitPlaced = false;
+    const sock = this.socket;
+    const n = sock.recvSplit(DATA_HEADER, ringPtr + ringPos, stride);
+    const v = sock.rxView;
+    let placed = true;
+    for (let i = 0; i < n && placed; i++) {
+      const base = sock.rxOffset(i);
+      placed = sock.rxLength(i) > DATA_HEADER && v.getUint8(base + OFF_TYPE) === FrameType.Data &&
+        readU64(v, base + OFF_DATA_OFFSET) === expect + i * stride;
+    }
+    if (!placed) {
+      // All of them first: storing one frame may overwrite where the next one landed.
+      for (let i = 0; i < n; i++) {
+        const tail = Math.min(sock.rxLength(i), sock.maxFrame) - DATA_HEADER;
+        if (tail > 0) sock.rx.set(ring.subarray(ringPos + i * stride, ringPos + i * stride + tail), sock.rxOffset(i) + DATA_HEADER);
+      }
+    }
+    for (let i = 0; i < n; i++) {
+      const base = sock.rxOffset(i);
+      const received = sock.rxLength(i);
+      const len = placed
+        ? verifySplitFrame(v, base, received, this.rxHeaderViews[i]!, ring, ringPos + i * stride)
+        : verifyFrame(v, this.rxCrc, base, received);
+      if (len === 0) this.badFrames++;
+      else onFrame(base, len, placed);
+    }
+    this.splitPlaced = placed && n > 0;
+    return n;
+  }
+
+  /** Whether the last receiveSplit() found its batch in order (payloads in place). */
+  splitPlaced = false;
 
   get name(): string {
     return this.device.name;

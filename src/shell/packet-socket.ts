@@ -56,6 +56,11 @@ export class PacketSocket {
   private readonly rxMsgs: Uint8Array; // mmsghdr[batch] then iovec[batch]
   private readonly rxMsgsU32: Uint32Array;
   private readonly rxMsgsPtr: number;
+  // receive with each frame split: its first bytes into the slot, the rest to a given address
+  private readonly rxSplitMsgs: Uint8Array; // mmsghdr[batch] then iovec[2 * batch]
+  private readonly rxSplitU32: Uint32Array;
+  private readonly rxSplitPtr: number;
+  private rxLenU32: Uint32Array;
 
   // send side
   private readonly txMsgs: Uint8Array; // mmsghdr[batch] then iovec[2 * batch]
@@ -176,6 +181,18 @@ export class PacketSocket {
       this.put64(this.rxMsgsU32, v + IOVEC.len, maxFrame);
     }
 
+    this.rxSplitMsgs = new Uint8Array(Math.max(1024, batch * (MMSGHDR.size + 2 * IOVEC.size)));
+    this.rxSplitU32 = new Uint32Array(this.rxSplitMsgs.buffer);
+    this.rxSplitPtr = addressOf(this.rxSplitMsgs);
+    for (let i = 0; i < batch; i++) {
+      const m = i * MMSGHDR.size;
+      const v = batch * MMSGHDR.size + i * 2 * IOVEC.size;
+      this.put64(this.rxSplitU32, m + MSGHDR.iov, this.rxSplitPtr + v);
+      this.put64(this.rxSplitU32, m + MSGHDR.iovlen, 2);
+      this.put64(this.rxSplitU32, v + IOVEC.base, rxPtr + this.rxBase + i * this.rxStride);
+    }
+    this.rxLenU32 = this.rxMsgsU32;
+
     // ---- send buffers
     this.txHeaders = new Uint8Array(Math.max(1024, batch * TX_HEADER_SLOT));
     this.txView = new DataView(this.txHeaders.buffer);
@@ -205,8 +222,32 @@ export class PacketSocket {
    * lookupDevice(name, { allowDown: true }).up. The socket stays bound and receives again
    * once the device is up. */
   recv(): number {
+    this.rxLenU32 = this.rxMsgsU32;
+    return this.receiveInto(this.rxMsgsPtr);
+  }
+
+  /**
+   * Like recv(), but frame i is split: its first headLen bytes go to its slot and the next
+   * `stride` bytes to dest + i * stride (memory the caller owns); a frame longer than
+   * headLen + stride arrives cut. rxLength(i) is the whole length received; unsplit(i) moves
+   * the tail back behind the head when the frame is to be read from its slot after all.
+   */
+  recvSplit(headLen: number, dest: number, stride: number): number {
+    const u = this.rxSplitU32;
+    const iovs = this.batch * MMSGHDR.size;
+    for (let i = 0; i < this.batch; i++) {
+      const v = iovs + i * 2 * IOVEC.size;
+      this.put64(u, v + IOVEC.len, headLen);
+      this.put64(u, v + IOVEC.size + IOVEC.base, dest + i * stride);
+      this.put64(u, v + IOVEC.size + IOVEC.len, stride);
+    }
+    this.rxLenU32 = u;
+    return this.receiveInto(this.rxSplitPtr);
+  }
+
+  private receiveInto(msgs: number): number {
     this.lastErr = 0;
-    const n = this.l.recvmmsg(this.fd, this.rxMsgsPtr as Pointer, this.batch, MSG_DONTWAIT, null);
+    const n = this.l.recvmmsg(this.fd, msgs as Pointer, this.batch, MSG_DONTWAIT, null);
     if (n >= 0) return n;
     const e = read.i32(this.errnoAddr as Pointer, 0);
     if (e !== EAGAIN && e !== EINTR) this.lastErr = e;
@@ -225,7 +266,7 @@ export class PacketSocket {
 
   /** Bytes of frame i of the last recv(); frames longer than maxFrame arrive cut to maxFrame. */
   rxLength(i: number): number {
-    return this.rxMsgsU32[(i * MMSGHDR.size + MMSGHDR.len) >>> 2]!;
+    return this.rxLenU32[(i * MMSGHDR.size + MMSGHDR.len) >>> 2]!;
   }
 
   // ------------------------------------------------------------------ send

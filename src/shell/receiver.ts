@@ -5,11 +5,11 @@
 
 import { FrameType, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK_RANGES,
   OFF_ACK_RANGES_N, OFF_DATA_OFFSET, OFF_HELLO_FEATURES, OFF_HELLO_LINKS, OFF_HELLO_MTU, OFF_LINK, OFF_PN,
-  OFF_SESSION, OFF_TYPE, DATA_HEADER, FEATURE_LZ4, readU64, writeU64 } from "../wire";
+  OFF_SESSION, OFF_TYPE, DATA_HEADER, ETH_HEADER, FEATURE_LZ4, readU64, writeU64 } from "../wire";
 import { ReceiverCore, RxPhase, Accept } from "../core/receiver";
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, type Link } from "./links";
-import { Poller, POLLIN, POLLOUT, createEventFd, drainEventFd } from "../../ffi/libc";
+import { Poller, POLLIN, POLLOUT, addressOf, createEventFd, drainEventFd } from "../../ffi/libc";
 import { OutputPipeline } from "../output-pipeline";
 import { loadLz4 } from "../../ffi/lz4";
 import { L2Error, EXIT_TRANSFER, EXIT_SYSTEM } from "../errors";
@@ -58,6 +58,7 @@ function reserveRing(bytes: number, touch: boolean): SharedArrayBuffer {
 
 class ReceiverLoop {
   private readonly ring: Uint8Array;
+  private readonly ringPtr: number;
   private readonly core: ReceiverCore;
   private readonly poller: Poller;
   private readonly instance: number;
@@ -80,6 +81,7 @@ class ReceiverLoop {
     private readonly interrupts: Interrupts,
   ) {
     this.ring = new Uint8Array(ringBuffer);
+    this.ringPtr = addressOf(this.ring);
     this.walker = new RecordWalker(this.ring, ringSize);
     this.gate = new OutputGate(opts.bufferBytes, opts.startAtPct, opts.resumeAtPct);
     const now = performance.now();
@@ -140,12 +142,52 @@ class ReceiverLoop {
     // Acks go out as soon as they are due, after each batch, not after the socket is drained.
     const afterBatch = () => this.transmitAcks(now);
     this.framesThisTurn = 0;
+    if (this.links.length === 1) {
+      this.framesThisTurn = this.receiveOneLink(this.links[0]!, now, afterBatch);
+      return;
+    }
     for (const l of this.links) {
       this.framesThisTurn += l.receive(16, (base, len) => this.onFrame(l, base, len, now), afterBatch);
     }
   }
 
-  private onFrame(l: Link, base: number, len: number, now: number): void {
+  // With one link the frames come in stream order, so a batch can be received straight into
+  // the ring where its payloads belong, saving the copy out of the receive slots.
+  /** Stream offset the next DATA frame is expected at (-1: not known yet). */
+  private placeNext = -1;
+  /** Batches to receive the usual way after a batch that was not in order, and the next such pause. */
+  private placePause = 0;
+  private placeBackoff = 1;
+
+  private receiveOneLink(l: Link, now: number, afterBatch: () => void): number {
+    const sock = l.socket;
+    const stride = l.device.mtu + ETH_HEADER - DATA_HEADER;
+    const onFrame = (base: number, len: number, inPlace: boolean) => this.onFrame(l, base, len, now, inPlace);
+    let total = 0;
+    for (let b = 0; b < 16; b++) {
+      const from = this.placeNext;
+      const pos = from % this.ringSize;
+      const span = sock.batch * stride;
+      let n: number;
+      if (this.placePause > 0) this.placePause--;
+      if (this.placePause === 0 && from >= 0 && from >= this.core.freshFrom() && from + span <= this.core.limit() && pos + span <= this.ringSize) {
+        n = l.receiveSplit(this.ring, this.ringPtr, pos, stride, from, onFrame);
+        if (n > 0 && !l.splitPlaced) {
+          this.placePause = this.placeBackoff;
+          this.placeBackoff = Math.min(64, this.placeBackoff * 2);
+        } else if (n > 0) this.placeBackoff = 1;
+      } else {
+        n = l.receive(1, (base, len) => onFrame(base, len, false));
+      }
+      if (n === 0) break;
+      total += n;
+      afterBatch();
+      if (n < sock.batch) break;
+    }
+    return total;
+  }
+
+  private onFrame(l: Link, base: number, len: number, now: number, inPlace = false): void {
     const sock = l.socket;
     const v = sock.rxView;
     const core = this.core;
@@ -190,7 +232,11 @@ class ReceiverLoop {
         const offset = readU64(v, base + OFF_DATA_OFFSET);
         const payload = len - DATA_HEADER;
         const verdict = core.onData(d, now, wirePn, offset, payload);
-        if (verdict === Accept.Store) this.store(sock.rx, base + DATA_HEADER + (core.storeFrom - offset), core.storeFrom, offset + payload);
+        if (verdict === Accept.Store) {
+          // In place, the payload is at its offset already (it was fresh: storeFrom is offset).
+          if (!inPlace) this.store(sock.rx, base + DATA_HEADER + (core.storeFrom - offset), core.storeFrom, offset + payload);
+          this.placeNext = offset + payload;
+        }
         break;
       }
       case FrameType.Ping:
