@@ -229,8 +229,7 @@ export class PacketSocket {
   /**
    * Like recv(), but frame i is split: its first headLen bytes go to its slot and the next
    * `stride` bytes to dest + i * stride (memory the caller owns); a frame longer than
-   * headLen + stride arrives cut. rxLength(i) is the whole length received; unsplit(i) moves
-   * the tail back behind the head when the frame is to be read from its slot after all.
+   * headLen + stride arrives cut. rxLength(i) is the length received, head and tail together.
    */
   recvSplit(headLen: number, dest: number, stride: number): number {
     const u = this.rxSplitU32;
