@@ -161,6 +161,30 @@ describe("link counts and MTUs", () => {
   });
 });
 
+describe("send queues follow the link's speed", () => {
+  test("a 1 Gbit link gets MiBs of kernel send queue, a 40 Mbit one stays small; the stream is exact", async () => {
+    const topo = await createTopology([{ mtu: 9000, rateMbit: 1000 }, { mtu: 9000, rateMbit: 40 }]);
+    try {
+      const input = await randomFile(scratch.dir, "queues", 96 << 20);
+      const r = await transfer(topo, { input, senderArgs: ["-0", "-v"], timeoutMs: 60_000 });
+      expect(r.sender.code).toBe(0);
+      expect(r.receiver.code).toBe(0);
+      expect(r.outSha).toBe(r.inSha);
+      const queue = (dev: string) => {
+        const m = new RegExp(`^  ${dev}:.* send queue ([\\d.]+) (KiB|MiB)`, "m").exec(r.sender.stderr);
+        if (!m) throw new Error(`no send queue for ${dev} in:\n${r.sender.stderr}`);
+        return Number(m[1]) * (m[2] === "MiB" ? 1 << 20 : 1 << 10);
+      };
+      // ~25 ms of each link's rate, as the kernel counts it (13 KiB per 9014-byte frame):
+      // ~4.5 MiB at 1 Gbit, the floor (256 KiB granted) at 40 Mbit. At start both had 1 MiB.
+      expect(queue(topo.devsA[0]!)).toBeGreaterThan(2 << 20);
+      expect(queue(topo.devsA[1]!)).toBeLessThanOrEqual(512 << 10);
+    } finally {
+      await topo.cleanup();
+    }
+  });
+});
+
 describe("shaped links 200/400/400 Mbit", () => {
   const SUM_MBIT = 1000;
   // At MTU 9000 the links are the limit (measured 93-95% of the sum). At MTU 1500 the same

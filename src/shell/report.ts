@@ -24,6 +24,8 @@ export interface LinkStats {
   timesDown?: number;
   kernelDrops?: number;
   srttMs?: number | null;
+  /** Sender: the kernel send buffer granted now (sized to the link's rate). */
+  sendQueueBytes?: number;
 }
 
 export interface RunStats {
@@ -224,6 +226,7 @@ export function summary(s: RunStats): string {
     if (l.kernelDrops !== undefined) parts.push(`${l.kernelDrops} dropped by kernel`);
     if (l.timesDown) parts.push(`down ${l.timesDown}x`);
     if (l.srttMs !== undefined && l.srttMs !== null) parts.push(`rtt ${l.srttMs.toFixed(2)} ms`);
+    if (l.sendQueueBytes !== undefined) parts.push(`send queue ${size(l.sendQueueBytes)}`);
     lines.push(parts.join(" "));
   }
   if (s.error) lines.push(`  error: ${s.error}`);

@@ -481,6 +481,7 @@ class SenderLoop {
           foreignFrames: l.foreignFrames,
           timesDown: c.timesDown,
           srttMs: c.hasRtt ? c.srtt : null,
+          sendQueueBytes: l.socket.sndBufActual,
         };
       }),
     };
