@@ -140,7 +140,7 @@ export class CompressPool {
     }
     const pool = new CompressPool(sab, L, workers);
     pool.watch(workers[0]!);
-    pool.starting = (async () => {
+    void (async () => {
       for (let i = 1; i < n && !pool.closed; i++) {
         await startCompressor(sab, L, wakeFd, workers);
         if (pool.closed) stopWorkers(pool.ctl, workers);
@@ -151,9 +151,6 @@ export class CompressPool {
     });
     return pool;
   }
-
-  /** Resolves once every worker has started (or failed to). */
-  starting: Promise<void> = Promise.resolve();
 
   private watch(w: Worker): void {
     w.addEventListener("error", (ev) => {

@@ -82,22 +82,20 @@ afterAll(() => topo?.cleanup());
 async function killMidStream(victim: "sender" | "receiver", name: string) {
   const t = await topology();
   const input = await randomFile(scratch.dir, name, 64 * MB);
-  let killedAt = 0, peerEnd = 0;
+  let killedAt = 0;
   const r = await transfer(t, {
     input,
     senderArgs: ["-0", "-t", "2"],
     receiverArgs: ["-t", "2"],
     timeoutMs: 30_000,
     during: async ({ sender, receiver }) => {
-      const peer = victim === "sender" ? receiver : sender;
-      const end = peer.exited.then(() => (peerEnd = performance.now()));
       await until(() => sizeOf(outputOf(input)) >= 8 * MB || !running(receiver), 10_000, "output");
       (victim === "sender" ? sender : receiver).kill("SIGKILL");
       killedAt = performance.now();
-      await end;
     },
   });
-  return { r, input, peerMs: peerEnd - killedAt };
+  const peer = victim === "sender" ? r.receiver : r.sender;
+  return { r, input, peerMs: peer.endedAt - killedAt };
 }
 
 describe("a side killed with SIGKILL", () => {
@@ -133,24 +131,21 @@ describe("a side interrupted: the peer is told at once", () => {
       t(`${sig} to the ${victim}`, async () => {
         const t = await topology();
         const input = await randomFile(scratch.dir, `${sig}-${victim}`, 64 * MB);
-        let hitAt = 0, peerEnd = 0;
+        let hitAt = 0;
         const r = await transfer(t, {
           input,
           senderArgs: ["-0"],
           timeoutMs: 30_000,
           during: async ({ sender, receiver }) => {
-            const peer = victim === "sender" ? receiver : sender;
-            const end = peer.exited.then(() => (peerEnd = performance.now()));
             await until(() => sizeOf(outputOf(input)) >= 8 * MB || !running(receiver), 10_000, "output");
             (victim === "sender" ? sender : receiver).kill(sig);
             hitAt = performance.now();
-            await end;
           },
         });
         const code = 128 + (sig === "SIGINT" ? 2 : 15);
         const hit = victim === "sender" ? r.sender : r.receiver;
         const peer = victim === "sender" ? r.receiver : r.sender;
-        console.log(`${sig} to the ${victim}: ${victim} exit ${hit.code}, peer exit ${peer.code} ${(peerEnd - hitAt).toFixed(0)} ms later: ${peer.stderr.trim()}`);
+        console.log(`${sig} to the ${victim}: ${victim} exit ${hit.code}, peer exit ${peer.code} ${(peer.endedAt - hitAt).toFixed(0)} ms later: ${peer.stderr.trim()}`);
         expect(hit.code).toBe(code);
         expect(oneLine(hit.stderr)).toContain(`interrupted by ${sig}`);
         expect(peer.code).toBe(1);
@@ -158,7 +153,7 @@ describe("a side interrupted: the peer is told at once", () => {
         expect(line).toContain(`${victim} aborted`);
         expect(line).toContain(sig);
         // Told, not timed out (default -t 5).
-        expect(peerEnd - hitAt).toBeLessThan(1000);
+        expect(peer.endedAt - hitAt).toBeLessThan(1000);
         expect(isPrefix(r.outPath, input)).toBe(true);
       }, 40_000);
     }

@@ -6,14 +6,14 @@ import { addressOf } from "../ffi/libc";
 import { lookupDevice } from "../src/shell/device";
 import { Link } from "../src/shell/links";
 import { PacketSocket } from "../src/shell/packet-socket";
-import { DATA_HEADER, ETH_HEADER, FrameCrc, OFF_DATA_OFFSET, readU64 } from "../src/wire";
+import { DATA_HEADER, ETH_HEADER, FrameCrc, OFF_DATA_OFFSET, dataPayloadMax, readU64 } from "../src/wire";
 import { cleanupAll, createTopology, inNamespace, type Topology } from "./support/netns";
 
 let topo: Topology;
 let tx: Link;
 let rx: Link;
 const MTU = 9000;
-const STRIDE = MTU + ETH_HEADER - DATA_HEADER;
+const STRIDE = dataPayloadMax(MTU);
 // The sender's stream: 64 frames' worth of random bytes.
 const source = new Uint8Array(64 * STRIDE);
 crypto.getRandomValues(source.subarray(0, 65536));

@@ -6,6 +6,7 @@
 import { RangeSet } from "./range-set";
 import { expandPn, type Timing } from "./timing";
 import { EXIT_NO_PEER, EXIT_TRANSFER } from "../errors";
+import { dataPayloadMax } from "../wire";
 
 export const enum LinkState {
   Probing = 0,
@@ -101,7 +102,7 @@ export class SenderLink {
     readonly mtu: number,
     readonly weight: number,
   ) {
-    this.payloadMax = mtu - 30;
+    this.payloadMax = dataPayloadMax(mtu);
     this.cwnd = initialWindow(this.payloadMax);
   }
 

@@ -5,7 +5,7 @@
 
 import { FrameType, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK_RANGES,
   OFF_ACK_RANGES_N, OFF_DATA_OFFSET, OFF_HELLO_FEATURES, OFF_HELLO_LINKS, OFF_HELLO_MTU, OFF_LINK, OFF_PN,
-  OFF_SESSION, OFF_TYPE, DATA_HEADER, ETH_HEADER, FEATURE_LZ4, readU64, writeU64 } from "../wire";
+  OFF_SESSION, OFF_TYPE, DATA_HEADER, FEATURE_LZ4, dataPayloadMax, readU64, writeU64 } from "../wire";
 import { ReceiverCore, RxPhase, Accept } from "../core/receiver";
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, type Link } from "./links";
@@ -161,13 +161,13 @@ class ReceiverLoop {
 
   private receiveOneLink(l: Link, now: number, afterBatch: () => void): number {
     const sock = l.socket;
-    const stride = l.device.mtu + ETH_HEADER - DATA_HEADER;
+    const stride = dataPayloadMax(l.device.mtu);
+    const span = sock.batch * stride;
     const onFrame = (base: number, len: number, inPlace: boolean) => this.onFrame(l, base, len, now, inPlace);
     let total = 0;
     for (let b = 0; b < 16; b++) {
       const from = this.placeNext;
       const pos = from % this.ringSize;
-      const span = sock.batch * stride;
       let n: number;
       if (this.placePause > 0) this.placePause--;
       if (this.placePause === 0 && from >= 0 && from >= this.core.freshFrom() && from + span <= this.core.limit() && pos + span <= this.ringSize) {

@@ -16,6 +16,8 @@ export interface Side {
   code: number;
   stderr: string;
   ms: number;
+  /** performance.now() when the process exited. */
+  endedAt: number;
 }
 
 export interface TransferResult {
@@ -59,13 +61,18 @@ export function scratchDir(): { dir: string; remove: () => void } {
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-async function waitSide(p: Bun.Subprocess, started: number, deadline: number): Promise<Side> {
+/** Its exit time, taken when it happens (not when someone gets round to awaiting it). */
+function endTime(p: Bun.Subprocess): Promise<number> {
+  return p.exited.then(() => performance.now());
+}
+
+async function waitSide(p: Bun.Subprocess, ended: Promise<number>, started: number, deadline: number): Promise<Side> {
   const timer = setTimeout(() => p.kill("SIGKILL"), Math.max(0, deadline - performance.now()));
   const code = await p.exited;
   clearTimeout(timer);
-  const ms = performance.now() - started;
+  const endedAt = await ended;
   const stderr = p.stderr instanceof ReadableStream ? await new Response(p.stderr).text() : "";
-  return { code, stderr, ms };
+  return { code, stderr, ms: endedAt - started, endedAt };
 }
 
 export async function transfer(topo: Topology, opts: TransferOptions): Promise<TransferResult> {
@@ -102,8 +109,10 @@ export async function transfer(topo: Topology, opts: TransferOptions): Promise<T
     receiver = start(topo.nsB, rScript, opts.receiverEnv);
   }
   const sStart = performance.now();
+  const sEnded = endTime(sender);
+  const rEnded = endTime(receiver);
   if (opts.during) await opts.during({ sender, receiver });
-  const [s, r] = await Promise.all([waitSide(sender, sStart, deadline), waitSide(receiver, sStart, deadline)]);
+  const [s, r] = await Promise.all([waitSide(sender, sEnded, sStart, deadline), waitSide(receiver, rEnded, sStart, deadline)]);
   const [inSha, outSha] = await Promise.all([sha256File(opts.input), sha256File(outPath)]);
   rmSync(outPath + ".rc", { force: true });
   return { sender: s, receiver: r, inSha, outSha, outPath, ms: Math.max(s.ms, r.ms) };
