@@ -10,6 +10,7 @@
 // may not turn its event loop for a long time.
 import { addressOf } from "../ffi/libc";
 import { lz4Bound } from "../ffi/lz4";
+import { startWorker } from "./worker-start";
 import { L2Error } from "./errors";
 import { RECORD_HEADER, KIND_RAW, OFF_ENC_LEN, OFF_KIND, OFF_RAW_LEN } from "./record";
 
@@ -286,23 +287,7 @@ function startCompressor(sab: SharedArrayBuffer, layout: PoolLayout, wakeFd: num
     env: { ...process.env } as Record<string, string>,
   });
   workers.push(w);
-  return startWorker(w, { sab, layout, wakeFd, index: workers.length - 1 });
-}
-
-function startWorker(w: Worker, init: WorkerInit): Promise<void> {
-  return new Promise((resolve, reject) => {
-    w.onmessage = (ev: MessageEvent) => {
-      const m = ev.data as { type: string; message?: string; exitCode?: number };
-      w.onmessage = null;
-      if (m.type === "ready") resolve();
-      else reject(new L2Error(m.message ?? "compressor worker failed to start", m.exitCode));
-    };
-    w.onerror = (ev) => {
-      w.onerror = null;
-      reject(new L2Error(`compressor worker failed to start: ${ev.message}`));
-    };
-    w.postMessage(init);
-  });
+  return startWorker(w, { sab, layout, wakeFd, index: workers.length - 1 } satisfies WorkerInit, "compressor worker");
 }
 
 function stopWorkers(ctl: Int32Array, workers: Worker[]): void {

@@ -13,6 +13,7 @@
 // as with one worker. (Workers do not walk the chain on their own: a lagging worker could read a
 // header whose ring space was already consumed and reused.)
 import { lz4Bound } from "../ffi/lz4";
+import { startWorker } from "./worker-start";
 import { L2Error } from "./errors";
 import { RECORD_HEADER } from "./record";
 
@@ -130,7 +131,7 @@ export class OutputPipeline {
           ring, ringSize, ctl, outFd: opts.outFd, wakeFd: opts.wakeFd, needLz4: opts.needLz4, maxChunk, id, workers: n,
           blockSize, block, strictBlocks: opts.strictBlocks ?? false,
         };
-        await startWorker(w, init);
+        await startWorker(w, init, "output worker");
       }
     } catch (e) {
       stopWorkers(new Int32Array(ctl), workers);
@@ -182,23 +183,6 @@ export class OutputPipeline {
     this.closed = true;
     stopWorkers(this.i32, this.workers);
   }
-}
-
-function startWorker(w: Worker, init: OutputInit): Promise<void> {
-  return new Promise((resolve, reject) => {
-    w.onmessage = (ev: MessageEvent) => {
-      const m = ev.data as { type: string; message?: string; exitCode?: number };
-      w.onmessage = null;
-      w.onerror = null;
-      if (m.type === "ready") resolve();
-      else reject(new L2Error(m.message ?? "output worker failed to start", m.exitCode));
-    };
-    w.onerror = (ev) => {
-      w.onerror = null;
-      reject(new L2Error(`output worker failed to start: ${ev.message}`));
-    };
-    w.postMessage(init);
-  });
 }
 
 function stopWorkers(i32: Int32Array, workers: Worker[]): void {

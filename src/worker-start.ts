@@ -1,0 +1,21 @@
+// Starting a Worker of ours: post its init message, wait for its "ready" (or its error).
+
+import { L2Error } from "./errors";
+
+/** Resolves when the Worker says "ready"; rejects with its message (and exit code) or its error, as `what` failing to start. */
+export function startWorker(w: Worker, init: unknown, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    w.onmessage = (ev: MessageEvent) => {
+      const m = ev.data as { type: string; message?: string; exitCode?: number };
+      w.onmessage = null;
+      w.onerror = null;
+      if (m.type === "ready") resolve();
+      else reject(new L2Error(m.message ?? `${what} failed to start`, m.exitCode));
+    };
+    w.onerror = (ev) => {
+      w.onerror = null;
+      reject(new L2Error(`${what} failed to start: ${ev.message}`));
+    };
+    w.postMessage(init);
+  });
+}
