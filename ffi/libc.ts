@@ -47,6 +47,7 @@ export const POLLERR = 0x008;
 export const POLLHUP = 0x010;
 export const POLLNVAL = 0x020;
 
+export const F_GETFD = 1;
 export const F_GETFL = 3;
 export const F_SETFL = 4;
 export const F_SETPIPE_SZ = 1031;
@@ -130,6 +131,7 @@ function load() {
     pipe2: { args: ["ptr", "i32"], returns: "i32" },
     signal: { args: ["i32", "ptr"], returns: "ptr" },
     setns: { args: ["i32", "i32"], returns: "i32" },
+    madvise: { args: ["ptr", "u64", "i32"], returns: "i32" },
     __errno_location: { args: [], returns: "ptr" },
     strerror: { args: ["i32"], returns: "cstring" },
   });
@@ -190,6 +192,23 @@ export function strerror(n: number): string {
 /** "ENETDOWN (Network is down)" — for one-line error messages. */
 export function describeErrno(n: number): string {
   return `${errnoName(n)} (${strerror(n)})`;
+}
+
+// ---------------------------------------------------------------- memory
+
+const MADV_HUGEPAGE = 14;
+const HUGE_PAGE = 2 << 20;
+
+/**
+ * Asks for transparent huge pages behind a large buffer not yet touched: one page fault per
+ * 2 MiB instead of 512, and far fewer pages to free at exit. Best effort: a kernel with THP off
+ * keeps small pages.
+ */
+export function adviseHugePages(buf: ArrayBufferLike): void {
+  const base = ptr(new Uint8Array(buf)) as number;
+  const start = Math.ceil(base / HUGE_PAGE) * HUGE_PAGE;
+  const end = Math.floor((base + buf.byteLength) / HUGE_PAGE) * HUGE_PAGE;
+  if (end > start) libc().madvise(asPtr(start), end - start, MADV_HUGEPAGE);
 }
 
 // ---------------------------------------------------------------- fd helpers

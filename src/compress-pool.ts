@@ -8,7 +8,7 @@
 // (measured: ~50 us per 64 KiB chunk, the two workers then scaled to 1.0x instead of ~1.8x).
 // postMessage is used for start-up and errors only, because the main thread sits in poll() and
 // may not turn its event loop for a long time.
-import { addressOf } from "../ffi/libc";
+import { addressOf, adviseHugePages } from "../ffi/libc";
 import { lz4Bound } from "../ffi/lz4";
 import { startWorker } from "./worker-start";
 import { L2Error } from "./errors";
@@ -129,6 +129,7 @@ export class CompressPool {
     }
     const L = poolLayout(chunkSize, slots, n);
     const sab = new SharedArrayBuffer(L.bytes);
+    adviseHugePages(sab);
     const workers: Worker[] = [];
     // The first worker proves that lz4 loads; the others start behind it while the run begins
     // (a chunk waits in its slot for whichever worker is up). One at a time: concurrent first

@@ -2,6 +2,7 @@
 // allocation-free receive (recvmmsg) and send (sendmmsg). Frames include the Ethernet header:
 // the caller writes destination MAC, source MAC and ethertype into each header slot.
 
+import { close as fsClose } from "node:fs";
 import { read, type Pointer } from "bun:ffi";
 import {
   AF_PACKET, EAFNOSUPPORT, EACCES, EAGAIN, EINTR, ENETDOWN, ENOBUFS, ENOPROTOOPT, EPERM, IOVEC, MMSGHDR,
@@ -360,6 +361,16 @@ export class PacketSocket {
     this.closed = true;
     this.pending = 0;
     this.l.close(this.fd);
+  }
+
+  /** close() off this thread: closing a packet socket waits out an RCU grace period (~10-20 ms). */
+  closeAsync(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    this.pending = 0;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    fsClose(this.fd, () => resolve());
+    return promise;
   }
 
   // ------------------------------------------------------------------ internals

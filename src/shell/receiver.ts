@@ -9,7 +9,7 @@ import { FrameType, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_ACK_CUM, OFF_ACK_DEL
 import { ReceiverCore, RxPhase, Accept } from "../core/receiver";
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, type Link } from "./links";
-import { Poller, POLLIN, POLLOUT, addressOf, createEventFd, drainEventFd } from "../../ffi/libc";
+import { Poller, POLLIN, POLLOUT, addressOf, adviseHugePages, createEventFd, drainEventFd } from "../../ffi/libc";
 import { OutputPipeline } from "../output-pipeline";
 import { loadLz4 } from "../../ffi/lz4";
 import { L2Error, EXIT_TRANSFER, EXIT_SYSTEM } from "../errors";
@@ -36,8 +36,9 @@ export async function runReceiver(opts: Options, interrupts: Interrupts): Promis
   try {
     return await new ReceiverLoop(opts, links, output, ringBuffer, plan.ringSize, wakeFd, interrupts).run();
   } finally {
+    const closing = Promise.all(links.map((l) => l.socket.closeAsync()));
     output.close();
-    for (const l of links) l.socket.close();
+    await closing;
   }
 }
 
@@ -49,6 +50,7 @@ function reserveRing(bytes: number, touch: boolean): SharedArrayBuffer {
   } catch (e) {
     throw new L2Error(`cannot reserve ${bytes} bytes of memory for the receive buffer: ${(e as Error).message}`, EXIT_SYSTEM);
   }
+  adviseHugePages(ring);
   if (touch) {
     const u8 = new Uint8Array(ring);
     for (let i = 0; i < bytes; i += 4096) u8[i] = 0;

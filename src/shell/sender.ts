@@ -8,7 +8,7 @@ import { FrameType, FrameCrc, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK
 import { SenderCore, Phase } from "../core/sender";
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, type Link } from "./links";
-import { Poller, POLLIN, POLLOUT, POLLHUP, POLLERR, addressOf, createEventFd, drainEventFd, readFd, setPipeSize, describeErrno } from "../../ffi/libc";
+import { Poller, POLLIN, POLLOUT, POLLHUP, POLLERR, addressOf, adviseHugePages, createEventFd, drainEventFd, readFd, setPipeSize, describeErrno } from "../../ffi/libc";
 import { CompressPool } from "../compress-pool";
 import { KIND_RAW, RECORD_HEADER, END_RECORD, writeHeader as writeRecordHeader, writeEnd, crc32Combine } from "../record";
 import { L2Error, EXIT_TRANSFER } from "../errors";
@@ -48,7 +48,7 @@ export async function runSender(opts: Options, interrupts: Interrupts): Promise<
     return await new SenderLoop(opts, links, pool, wakeFd, plan.ringSize, plan.chunkSize, interrupts, queues).run();
   } finally {
     pool?.close();
-    for (const l of links) l.socket.close();
+    await Promise.all(links.map((l) => l.socket.closeAsync()));
   }
 }
 
@@ -89,7 +89,9 @@ class SenderLoop {
     private readonly interrupts: Interrupts,
     private readonly queues: SendQueueSizer[],
   ) {
-    this.ring = new Uint8Array(new ArrayBuffer(ringSize));
+    const ringBuffer = new ArrayBuffer(ringSize);
+    adviseHugePages(ringBuffer);
+    this.ring = new Uint8Array(ringBuffer);
     this.ringPtr = addressOf(this.ring);
     this.ringCrc = new FrameCrc(this.ring);
     const now = performance.now();
