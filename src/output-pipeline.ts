@@ -13,7 +13,7 @@
 // as with one worker. (Workers do not walk the chain on their own: a lagging worker could read a
 // header whose ring space was already consumed and reused.)
 import { lz4Bound } from "../ffi/lz4";
-import { startWorker } from "./worker-start";
+import { startWorker, workerSpecifier } from "./worker-start";
 import { L2Error } from "./errors";
 import { RECORD_HEADER } from "./record";
 
@@ -122,7 +122,7 @@ export class OutputPipeline {
     try {
       // One at a time: concurrent first dlopen() in fresh Workers can crash Bun (oven-sh/bun#40972).
       for (let id = 0; id < n; id++) {
-        const w = new Worker(new URL("./workers/output.ts", import.meta.url).href, {
+        const w = new Worker(workerSpecifier("output"), {
           // Bun would give the Worker the environment from process start; L2PIPE_LZ4_LIB may be set later.
           env: { ...process.env } as Record<string, string>,
         });

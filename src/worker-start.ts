@@ -2,6 +2,16 @@
 
 import { L2Error } from "./errors";
 
+/**
+ * What to pass to `new Worker` for one of src/workers/. Inside the compiled binary, a URL built
+ * from import.meta.url names the source file at its build-time path, and Bun loads that file when
+ * it exists (a newer checkout, or anything anyone put there) instead of the copy embedded in the
+ * binary; a relative specifier always finds the embedded copy. From source, the URL is right.
+ */
+export function workerSpecifier(name: "compressor" | "output"): string {
+  return Bun.main.startsWith("/$bunfs/") ? `./workers/${name}.ts` : new URL(`./workers/${name}.ts`, import.meta.url).href;
+}
+
 /** Resolves when the Worker says "ready"; rejects with its message (and exit code) or its error, as `what` failing to start. */
 export function startWorker(w: Worker, init: unknown, what: string): Promise<void> {
   return new Promise((resolve, reject) => {

@@ -3,6 +3,7 @@
 // long option forms through a real transfer.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cpSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { MAX_DEVICES, parseCommandLine, parseSize, USAGE, VERSION, type Options } from "../src/cli";
 import { EXIT_USAGE, L2Error } from "../src/errors";
 import { formatDuration, progressBytes, type RunStats } from "../src/shell/report";
@@ -307,6 +308,33 @@ describe("the binary", () => {
     test("a name no device can have", async () => {
       expectUsageError(await inA(["-s", "-w", "1", "a-name-longer-than-15"]), /longer than 15/);
       expectUsageError(await inA(["-s", "-w", "1", "lo"]), /device lo is not an Ethernet device/);
+    });
+
+    test("a binary runs the Workers built into it, never source files at the paths it was built from", async () => {
+      // Build a copy of the project, then put Workers that fail at those paths: a stale checkout
+      // (or anything else a user has there) must not run inside the binary.
+      const root = new URL("..", import.meta.url).pathname;
+      const copy = `${scratch.dir}/project`;
+      mkdirSync(copy);
+      for (const d of ["src", "ffi", "scripts"]) cpSync(`${root}${d}`, `${copy}/${d}`, { recursive: true });
+      for (const f of ["package.json", "tsconfig.json"]) cpSync(`${root}${f}`, `${copy}/${f}`);
+      symlinkSync(`${root}node_modules`, `${copy}/node_modules`);
+      const built = Bun.spawnSync(["bun", "scripts/build.ts"], { cwd: copy, stdout: "pipe", stderr: "pipe" });
+      expect(built.exitCode).toBe(0);
+      for (const w of ["output", "compressor"]) {
+        writeFileSync(`${copy}/src/workers/${w}.ts`, `throw new Error("stale ${w} Worker source was loaded");\n`);
+      }
+      const bin = `${copy}/dist/l2pipe`;
+      const input = `${scratch.dir}/embedded-workers`;
+      const out = `${input}.out`;
+      await makeRandomFile(input, 4 << 20);
+      const q = shellQuote;
+      const receiver = topo.spawn(topo.nsB, ["sh", "-c", `exec ${q(bin)} -r --wait 20 ${b[0]} > ${q(out)}`], { stdout: "ignore", stderr: "pipe" });
+      const sender = await topo.exec(topo.nsA, ["sh", "-c", `exec ${q(bin)} -s -1 --wait 20 ${a[0]} < ${q(input)}`], { timeoutMs: 30_000 });
+      const rCode = await receiver.exited;
+      const rErr = await new Response(receiver.stderr).text();
+      expect({ sender: sender.code, receiver: rCode, err: sender.stderr + rErr }).toEqual({ sender: 0, receiver: 0, err: "" });
+      expect(await sha256File(out)).toBe(await sha256File(input));
     });
 
     test("long forms run a real transfer", async () => {
