@@ -42,6 +42,8 @@ export async function runReceiver(opts: Options, interrupts: Interrupts): Promis
   }
 }
 
+const HUGE_RING_MAX = 256 << 20;
+
 /** The reassembly ring; with -b it is touched page by page now, so a buffer that cannot be had fails at start. */
 function reserveRing(bytes: number, touch: boolean): SharedArrayBuffer {
   let ring: SharedArrayBuffer;
@@ -50,7 +52,9 @@ function reserveRing(bytes: number, touch: boolean): SharedArrayBuffer {
   } catch (e) {
     throw new L2Error(`cannot reserve ${bytes} bytes of memory for the receive buffer: ${(e as Error).message}`, EXIT_SYSTEM);
   }
-  adviseHugePages(ring);
+  // Not for a tape buffer of GiBs: on a busy host, finding that many huge pages can mean
+  // compacting memory for a long while before the first byte is received.
+  if (bytes <= HUGE_RING_MAX) adviseHugePages(ring);
   if (touch) {
     const u8 = new Uint8Array(ring);
     for (let i = 0; i < bytes; i += 4096) u8[i] = 0;
