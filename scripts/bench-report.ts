@@ -78,11 +78,23 @@ const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "-");
 
 export function summarize(res: BenchResults): string[] {
   const sc = res.scenarios;
+  const scenario = (group: string, mtu: number, linksDesc: string | null, data: Data, label: string) =>
+    sc.find((x) => x.group === group && x.mtu === mtu && (linksDesc === null || x.linksDesc === linksDesc) && x.data === data && x.label === label);
   const find = (group: string, mtu: number, linksDesc: string | null, data: Data, label: string) => {
-    const s = sc.find((x) => x.group === group && x.mtu === mtu && (linksDesc === null || x.linksDesc === linksDesc) && x.data === data && x.label === label);
+    const s = scenario(group, mtu, linksDesc, data, label);
     if (!s) return null;
     const st = stats(s);
     return st.ok > 0 ? st : null;
+  };
+  // Run k of every tool on a topology falls in the same round, minutes apart at most: the ratio
+  // within a round is spared most of the machine's slower and faster phases.
+  const roundRatios = (a: Scenario | undefined, b: Scenario | undefined): string => {
+    if (!a || !b) return "";
+    const rs: number[] = [];
+    for (let k = 0; k < Math.min(a.runs.length, b.runs.length); k++) {
+      if (a.runs[k]!.ok && b.runs[k]!.ok) rs.push(a.runs[k]!.mbps / b.runs[k]!.mbps);
+    }
+    return rs.length ? ` (per round ${f2(median(rs))}, ${f2(Math.min(...rs))}-${f2(Math.max(...rs))})` : "";
   };
   const lines: string[] = [];
   const failed = sc.reduce((n, s) => n + s.runs.filter((r) => !r.ok).length, 0);
@@ -98,7 +110,11 @@ export function summarize(res: BenchResults): string[] {
       const parts: string[] = [];
       if (l0) parts.push(`l2pipe -0 ${f0(l0.mbps.med)} MB/s`);
       if (ld) parts.push(`l2pipe (default, 4 compressors) ${f0(ld.mbps.med)} MB/s`);
-      const ratios = [l0 && `-0 ${f2(l0.mbps.med / tcp.mbps.med)}`, ld && `default ${f2(ld.mbps.med / tcp.mbps.med)}`].filter(Boolean);
+      const tcpSc = scenario("a", mtu, null, "random", "socat TCP");
+      const ratios = [
+        l0 && `-0 ${f2(l0.mbps.med / tcp.mbps.med)}${roundRatios(scenario("a", mtu, null, "random", "l2pipe -0"), tcpSc)}`,
+        ld && `default ${f2(ld.mbps.med / tcp.mbps.med)}${roundRatios(scenario("a", mtu, null, "random", "l2pipe"), tcpSc)}`,
+      ].filter(Boolean);
       lines.push(
         `l2pipe / TCP, one unshaped veth, MTU ${mtu}, random data: ${parts.join(", ")} vs socat TCP ${f0(tcp.mbps.med)} MB/s: ratio ${ratios.join(", ")}.`,
       );
