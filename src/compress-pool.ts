@@ -10,7 +10,7 @@
 // may not turn its event loop for a long time.
 import { addressOf, adviseHugePages } from "../ffi/libc";
 import { lz4Bound } from "../ffi/lz4";
-import { startWorker, workerSpecifier } from "./worker-start";
+import { createWorker, startWorker } from "./worker-start";
 import { L2Error } from "./errors";
 import { RECORD_HEADER, KIND_RAW, OFF_ENC_LEN, OFF_KIND, OFF_RAW_LEN } from "./record";
 
@@ -283,10 +283,7 @@ interface WorkerInit {
 }
 
 function startCompressor(sab: SharedArrayBuffer, layout: PoolLayout, wakeFd: number, workers: Worker[]): Promise<void> {
-  const w = new Worker(workerSpecifier("compressor"), {
-    // Bun would give the Worker the environment from process start; L2PIPE_LZ4_LIB may be set later.
-    env: { ...process.env } as Record<string, string>,
-  });
+  const w = createWorker("compressor");
   workers.push(w);
   return startWorker(w, { sab, layout, wakeFd, index: workers.length - 1 } satisfies WorkerInit, "compressor worker");
 }

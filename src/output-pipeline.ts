@@ -13,7 +13,7 @@
 // as with one worker. (Workers do not walk the chain on their own: a lagging worker could read a
 // header whose ring space was already consumed and reused.)
 import { lz4Bound } from "../ffi/lz4";
-import { startWorker, workerSpecifier } from "./worker-start";
+import { createWorker, startWorker } from "./worker-start";
 import { L2Error } from "./errors";
 import { RECORD_HEADER } from "./record";
 
@@ -122,10 +122,7 @@ export class OutputPipeline {
     try {
       // One at a time: concurrent first dlopen() in fresh Workers can crash Bun (oven-sh/bun#40972).
       for (let id = 0; id < n; id++) {
-        const w = new Worker(workerSpecifier("output"), {
-          // Bun would give the Worker the environment from process start; L2PIPE_LZ4_LIB may be set later.
-          env: { ...process.env } as Record<string, string>,
-        });
+        const w = createWorker("output");
         workers.push(w);
         const init: OutputInit = {
           ring, ringSize, ctl, outFd: opts.outFd, wakeFd: opts.wakeFd, needLz4: opts.needLz4, maxChunk, id, workers: n,

@@ -8,8 +8,16 @@ import { L2Error } from "./errors";
  * it exists (a newer checkout, or anything anyone put there) instead of the copy embedded in the
  * binary; a relative specifier always finds the embedded copy. From source, the URL is right.
  */
-export function workerSpecifier(name: "compressor" | "output"): string {
+function workerSpecifier(name: "compressor" | "output"): string {
   return Bun.main.startsWith("/$bunfs/") ? `./workers/${name}.ts` : new URL(`./workers/${name}.ts`, import.meta.url).href;
+}
+
+/** A new Worker running src/workers/<name>.ts. */
+export function createWorker(name: "compressor" | "output"): Worker {
+  return new Worker(workerSpecifier(name), {
+    // Bun would give the Worker the environment from process start; L2PIPE_LZ4_LIB may be set later.
+    env: { ...process.env } as Record<string, string>,
+  });
 }
 
 /** Resolves when the Worker says "ready"; rejects with its message (and exit code) or its error, as `what` failing to start. */
