@@ -304,25 +304,28 @@ describe("packet socket", () => {
     const d = dev(topo.nsA, topo.devsA[0]!);
     const fdOpen = (fd: number) => libc().fcntl(fd, F_GETFD, 0) >= 0;
     // Serially each close waits out its own grace period; closed together (two at a time, as
-    // many as the thread pool runs on two cores) they share one. Five rounds each, summed.
+    // many as the thread pool runs on two cores) they share one. Grace periods on a busy 2-core
+    // host vary by a factor of two from one to the next, so the claim is on the median of
+    // per-round ratios: 0.5-0.7 when the waits overlap, about 1 when they do not.
     const openTwo = () => [open(topo.nsA, d, 4, 9014), open(topo.nsA, d, 4, 9014)];
-    let serialMs = 0;
-    let togetherMs = 0;
+    const ratios: number[] = [];
     const closed: PacketSocket[] = [];
     let together: PacketSocket[] = [];
-    for (let round = 0; round < 5; round++) {
+    for (let round = 0; round < 9; round++) {
       const serial = openTwo();
       let t = performance.now();
       for (const s of serial) s.close();
-      serialMs += performance.now() - t;
+      const serialMs = performance.now() - t;
       together = openTwo();
       t = performance.now();
       await Promise.all(together.map((s) => s.closeAsync()));
-      togetherMs += performance.now() - t;
+      ratios.push((performance.now() - t) / serialMs);
       closed.push(...serial, ...together);
     }
     for (const s of closed) expect(fdOpen(s.fd)).toBe(false);
-    expect(togetherMs).toBeLessThan(serialMs * 0.7);
+    ratios.sort((a, b) => a - b);
+    console.log(`close together / serial, per round: ${ratios.map((r) => r.toFixed(2)).join(" ")}`);
+    expect(ratios[4]!).toBeLessThan(0.85);
     // A second close of either kind is a no-op, not a close of whatever took the fd number.
     const other = makePipe();
     await together[0]!.closeAsync();
