@@ -183,9 +183,7 @@ function parsePercent(text: string, option: string): number {
 
 export function parseWeights(text: string, deviceCount: number): number[] {
   const parts = text.split(".");
-  if (parts.length > deviceCount) {
-    throw usageError(`-a ${text}: ${parts.length} weights for ${deviceCount} device${deviceCount === 1 ? "" : "s"}`);
-  }
+  // Each value first: in "-a 1.x" the culprit is the 'x', not the count.
   const weights = parts.map((p) => {
     const n = Number(p);
     if (!/^\d+$/.test(p) || n < 1 || n > 10) {
@@ -193,6 +191,9 @@ export function parseWeights(text: string, deviceCount: number): number[] {
     }
     return n;
   });
+  if (weights.length > deviceCount) {
+    throw usageError(`-a ${text}: ${weights.length} weights for ${deviceCount} device${deviceCount === 1 ? "" : "s"}`);
+  }
   while (weights.length < deviceCount) weights.push(1);
   return weights;
 }
