@@ -261,7 +261,36 @@ export class CompressPool {
     this.free[this.freeCount++] = slot;
   }
 
-  /** Totals over the records returned by nextDone so far; busyMs is summed over all workers. */
+  /** The last SKIP_AFTER chunks or more did not shrink: lz4 is only worth a probe now and then. */
+  incompressible(): boolean {
+    return Atomics.load(this.ctl, CTL_STREAK) >= SKIP_AFTER;
+  }
+
+  /** Every submitted chunk has been returned by nextDone. */
+  idle(): boolean {
+    return this.fifoLen === 0;
+  }
+
+  /**
+   * Counts a chunk the caller put on the wire itself (read straight into its ring while the
+   * stream does not compress), so the totals cover the whole stream: tried or not with lz4, and
+   * its LZ4 body's length if it shrank (0: sent RAW). One that shrank ends the skipping.
+   */
+  noteDirect(rawLen: number, tried: boolean, encLen: number): void {
+    const st = this.st;
+    st.chunks++;
+    st.rawBytes += rawLen;
+    if (!tried) st.skippedChunks++;
+    if (encLen > 0) {
+      st.encodedBytes += encLen;
+      Atomics.store(this.ctl, CTL_STREAK, 0);
+    } else {
+      st.rawChunks++;
+      st.encodedBytes += rawLen;
+    }
+  }
+
+  /** Totals over the records returned by nextDone so far and the chunks noted as direct; busyMs is summed over all workers. */
   stats(): PoolStats {
     let busy = 0;
     for (let i = 0; i < this.workers.length; i++) busy += this.busy[this.L.busy + i]!;

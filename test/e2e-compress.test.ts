@@ -16,6 +16,7 @@ beforeAll(async () => {
   inputs.compressible = `${scratch.dir}/text`;
   inputs.incompressible = `${scratch.dir}/random`;
   inputs.mixed = `${scratch.dir}/mixed`;
+  inputs.stretches = `${scratch.dir}/stretches`;
   await makeCompressibleFile(inputs.compressible, 24 * MiB);
   await makeRandomFile(inputs.incompressible, 24 * MiB + 7);
   // Alternating 1 MiB of random bytes and 1 MiB of text: the compressors must switch between
@@ -25,6 +26,11 @@ beforeAll(async () => {
   const fd = openSync(inputs.mixed, "w");
   for (let i = 0; i < 24; i++) writeSync(fd, (i % 2 ? text : noise).subarray(i * MiB, (i + 1) * MiB));
   closeSync(fd);
+  // Stretches of 6 MiB: long enough for the sender to stop using the compressors (it reads
+  // random stretches straight into its ring and probes them itself), then text again.
+  const fd2 = openSync(inputs.stretches, "w");
+  for (let i = 0; i < 4; i++) writeSync(fd2, (i % 2 ? text : noise).subarray(i * 6 * MiB, (i + 1) * 6 * MiB));
+  closeSync(fd2);
 });
 
 afterAll(async () => {
@@ -33,7 +39,7 @@ afterAll(async () => {
 });
 
 describe("streams x compressors", () => {
-  for (const kind of ["compressible", "incompressible", "mixed"] as const) {
+  for (const kind of ["compressible", "incompressible", "mixed", "stretches"] as const) {
     for (const level of ["-0", "-1", "-3", null]) {
       test(`${kind}, ${level ?? "default (4 compressors)"}`, async () => {
         const r = await transfer(topo, {
@@ -66,6 +72,14 @@ describe("streams x compressors", () => {
             // Text came back after random stretches and was compressed again.
             expect(ratio).toBeLessThan(0.9);
             expect(lz4Chunks).toBeGreaterThan(10);
+          }
+          if (kind === "stretches") {
+            // Each text stretch after 6 MiB of random bytes is found and compressed: 12 MiB of
+            // text at ~0.5 alone bring the ratio under 0.8.
+            expect(ratio).toBeLessThan(0.8);
+            expect(lz4Chunks).toBeGreaterThan(30);
+            const notTried = Number(/\((\d+) not tried\)/.exec(r.sender.stderr)?.[1]);
+            expect(notTried).toBeGreaterThan(20);
           }
         }
       });

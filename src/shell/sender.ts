@@ -9,8 +9,9 @@ import { SenderCore, Phase } from "../core/sender";
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, type Link } from "./links";
 import { Poller, POLLIN, POLLOUT, POLLHUP, POLLERR, addressOf, createEventFd, drainEventFd, readFd, setPipeSize, describeErrno } from "../../ffi/libc";
-import { CompressPool } from "../compress-pool";
-import { KIND_RAW, RECORD_HEADER, END_RECORD, writeHeader as writeRecordHeader, writeEnd, crc32Combine } from "../record";
+import { CompressPool, PROBE_EVERY } from "../compress-pool";
+import { loadLz4, type Lz4 } from "../../ffi/lz4";
+import { KIND_LZ4, KIND_RAW, RECORD_HEADER, END_RECORD, writeHeader as writeRecordHeader, writeEnd, crc32Combine } from "../record";
 import { L2Error, EXIT_TRANSFER } from "../errors";
 import type { Options } from "../cli";
 import { memoryPlan } from "./memory";
@@ -31,6 +32,16 @@ function isRegularFile(fd: number): boolean {
   }
 }
 
+/** Where the next input chunk goes. */
+const enum Route {
+  /** Straight into the send ring (-0, or a stream that does not compress: see nextRoute). */
+  Ring,
+  /** Through the compressor pool. */
+  Pool,
+  /** Not yet: a chunk for the ring waits until every pooled chunk before it is in the ring. */
+  Wait,
+}
+
 /** DATA frames a link may queue before the next link gets its turn. */
 const TURN_FRAMES = 8;
 
@@ -39,13 +50,15 @@ export async function runSender(opts: Options, interrupts: Interrupts): Promise<
   const links = openLinks(opts.devices, { rcvBuf: 4 << 20, sndBuf: plan.sndBuf });
   const wakeFd = createEventFd();
   let pool: CompressPool | null = null;
+  // Loaded here before the pool's Workers load it (concurrent first dlopens can crash Bun).
+  const lz4 = opts.compressors > 0 ? loadLz4() : null;
   if (opts.compressors > 0) {
     pool = await CompressPool.create({ workers: opts.compressors, chunkSize: plan.chunkSize, slots: plan.poolSlots, wakeFd });
   }
   try {
     const queues = links.map((l) => new SendQueueSizer(l.socket, l.device.mtu + ETH_HEADER, l.device.txQueueLen,
       { minBytes: 128 << 10, maxBytes: plan.sndBufMax }, plan.sndBuf));
-    return await new SenderLoop(opts, links, pool, wakeFd, plan.ringSize, plan.chunkSize, interrupts, queues).run();
+    return await new SenderLoop(opts, links, pool, wakeFd, plan.ringSize, plan.chunkSize, interrupts, queues, lz4).run();
   } finally {
     pool?.close();
     await Promise.all(links.map((l) => l.socket.closeAsync()));
@@ -75,6 +88,12 @@ class SenderLoop {
   private filled = 0;
   private lastRead = 0;
   private heldRecord = -1;
+  /** Chunks read straight into the ring while the pool has the stream for incompressible. */
+  private directChunks = 0;
+  /** lz4 on this thread, for the probes of an incompressible stream; output space for one chunk. */
+  private readonly lz4: Lz4 | null;
+  private readonly probeOut: Uint8Array;
+  private readonly probeOutPtr: number;
   private firstLink = 0;
   private readonly stdinIsFile = isRegularFile(STDIN);
 
@@ -88,12 +107,16 @@ class SenderLoop {
     private readonly chunkSize: number,
     private readonly interrupts: Interrupts,
     private readonly queues: SendQueueSizer[],
+    lz4: Lz4 | null,
   ) {
     // Small pages: sending out of a ring on transparent huge pages made 3 links at MTU 1500
     // (200/400/400 Mbit) 25-30 % slower here (550-650 instead of 800-820 Mbit/s).
     this.ring = new Uint8Array(new ArrayBuffer(ringSize));
     this.ringPtr = addressOf(this.ring);
     this.ringCrc = new FrameCrc(this.ring);
+    this.lz4 = lz4;
+    this.probeOut = new Uint8Array(lz4 ? chunkSize : 0);
+    this.probeOutPtr = lz4 ? addressOf(this.probeOut) : 0;
     const now = performance.now();
     const timing = defaultTiming(opts.timeoutMs, opts.waitMs);
     this.core = new SenderCore({
@@ -226,7 +249,7 @@ class SenderLoop {
     if (this.pool) this.drainPool();
     // Read a bounded amount per turn so acknowledgements and sending keep their pace.
     for (let bytes = 0; !this.eof && bytes < READ_PER_TURN; ) {
-      const got = this.pool ? this.readIntoPool() : this.readIntoRing();
+      const got = this.readChunk();
       if (got > 0) {
         bytes += got;
         this.lastRead = now;
@@ -242,13 +265,34 @@ class SenderLoop {
     if (this.eof && this.filled === 0 && !this.endQueued) {
       // A record opened for a read that met EOF holds nothing: forget it.
       this.rawStart = -1;
-      if (!this.pool || (this.pool.stats().chunks === this.submitted && this.heldRecord < 0)) this.queueEnd();
+      if (!this.pool || (this.taken === this.submitted && this.heldRecord < 0)) this.queueEnd();
     }
   }
 
   private submitted = 0;
   private taken = 0;
   private linksWaitedMs = 0;
+
+  /** Reads into the open chunk, or begins one where nextRoute says. Returns bytes read. */
+  private readChunk(): number {
+    if (this.rawStart >= 0) return this.readIntoRing();
+    if (this.poolSlot >= 0) return this.readIntoPool();
+    const route = this.nextRoute();
+    return route === Route.Ring ? this.readIntoRing() : route === Route.Pool ? this.readIntoPool() : 0;
+  }
+
+  /**
+   * Once the compressors find the stream incompressible, its chunks skip the pool and are read
+   * straight into the ring as with -0: no copy out of a pool slot, no hand-offs to and from a
+   * Worker. Every PROBE_EVERY-th is still tried with lz4, here (see probe()).
+   */
+  private nextRoute(): Route {
+    const pool = this.pool;
+    if (!pool || !this.lz4) return pool ? Route.Pool : Route.Ring;
+    if (!pool.incompressible()) return Route.Pool;
+    // Stream order: the pooled chunks before this one must be in the ring first.
+    return pool.idle() && this.heldRecord < 0 ? Route.Ring : Route.Wait;
+  }
 
   /** Reads stdin straight into the ring behind a reserved record header. Returns bytes read. */
   private readIntoRing(): number {
@@ -273,8 +317,12 @@ class SenderLoop {
    * from a file is always readable, so poll would return at once).
    */
   private hasRoomForInput(): boolean {
-    if (this.pool) return this.poolSlot >= 0 || (this.heldRecord < 0 && this.pool.freeSlots() > 0);
-    if (this.rawStart < 0) return this.ringFree() >= RECORD_HEADER + this.chunkSize;
+    if (this.poolSlot >= 0) return true;
+    if (this.rawStart < 0) {
+      const route = this.nextRoute();
+      if (route === Route.Pool) return this.heldRecord < 0 && this.pool!.freeSlots() > 0;
+      return route === Route.Ring && this.ringFree() >= RECORD_HEADER + this.chunkSize;
+    }
     const free = this.core.cumAcked + this.ringSize - (this.rawStart + RECORD_HEADER + this.filled);
     return free >= Math.min(this.chunkSize - this.filled, 64 * 1024);
   }
@@ -317,8 +365,8 @@ class SenderLoop {
   private closeRecord(): void {
     const len = this.filled;
     this.filled = 0;
-    if (this.pool) {
-      this.pool.submit(this.poolSlot, len);
+    if (this.poolSlot >= 0) {
+      this.pool!.submit(this.poolSlot, len);
       this.poolSlot = -1;
       this.submitted++;
       return;
@@ -329,11 +377,34 @@ class SenderLoop {
     const firstPart = Math.min(len, this.ringSize - bodyPos);
     let crc = this.ringCrc.of(bodyPos, bodyPos + firstPart);
     if (firstPart < len) crc = this.ringCrc.of(0, len - firstPart, crc);
-    writeRecordHeader(this.scratchView, 0, KIND_RAW, len, len, crc);
+    const enc = this.pool ? this.probe(bodyPos, len, firstPart === len) : 0;
+    writeRecordHeader(this.scratchView, 0, enc > 0 ? KIND_LZ4 : KIND_RAW, len, enc > 0 ? enc : len, crc);
     this.copyIntoRing(this.scratch, 0, RECORD_HEADER, start);
     this.noteChunk(crc, len);
-    this.appended = start + RECORD_HEADER + len;
+    this.appended = start + RECORD_HEADER + (enc > 0 ? enc : len);
     this.core.streamAppended(this.appended);
+  }
+
+  /**
+   * Every PROBE_EVERY-th chunk read straight into the ring while the stream does not compress:
+   * tries lz4 on it (a few tens of microseconds: lz4 gives up early on data that does not
+   * shrink). If it shrinks after all, its LZ4 body replaces the raw one in place (it is shorter)
+   * and the chunks after it go to the pool again. Returns the LZ4 body's length, or 0 for RAW.
+   */
+  private probe(bodyPos: number, len: number, contiguous: boolean): number {
+    const pool = this.pool!;
+    // lz4 wants the chunk in one piece: one that wraps at the ring's end is left out.
+    if (this.directChunks++ % PROBE_EVERY !== PROBE_EVERY - 1 || !contiguous || len < 2) {
+      pool.noteDirect(len, false, 0);
+      return 0;
+    }
+    const enc = this.lz4!.compress(this.ringPtr + bodyPos, len, this.probeOutPtr, len - 1, 1);
+    // Savings under 1/32 count as incompressible, as in the compressor Workers.
+    const shrinks = enc > 0 && enc <= len - (len >>> 5);
+    pool.noteDirect(len, true, shrinks ? enc : 0);
+    if (!shrinks) return 0;
+    this.ring.set(this.probeOut.subarray(0, enc), bodyPos);
+    return enc;
   }
 
   private drainPool(): void {
