@@ -88,7 +88,7 @@ class SenderLoop {
   private filled = 0;
   private lastRead = 0;
   private heldRecord = -1;
-  /** Chunks read straight into the ring while the pool has the stream for incompressible. */
+  /** Chunks read straight into the ring because the stream does not compress (see nextRoute). */
   private directChunks = 0;
   /** lz4 on this thread, for the probes of an incompressible stream; output space for one chunk. */
   private readonly lz4: Lz4 | null;
@@ -288,7 +288,7 @@ class SenderLoop {
    */
   private nextRoute(): Route {
     const pool = this.pool;
-    if (!pool || !this.lz4) return pool ? Route.Pool : Route.Ring;
+    if (!pool) return Route.Ring;
     if (!pool.incompressible()) return Route.Pool;
     // Stream order: the pooled chunks before this one must be in the ring first.
     return pool.idle() && this.heldRecord < 0 ? Route.Ring : Route.Wait;
