@@ -38,8 +38,9 @@ export const OI_TURN = I0 + 7; // index of the next record to write (mod 2^32)
 export const OI_LOCK = I0 + 8; // serialises a late dlopen of liblz4 between workers
 export const OI_BLOCK_FILL = I0 + 9; // bytes waiting in the shared block buffer (touched by the turn holder only)
 export const OI_CHAIN_SEQ = I0 + 10; // MAX_OUTPUT_WORKERS: record index whose offset is in the mailbox
+export const OI_ACTIVE = OI_CHAIN_SEQ + MAX_OUTPUT_WORKERS; // workers taking records (0: not said yet)
 // Float64 indices: per-worker stall milliseconds
-export const OF_STALL_MS = (OI_CHAIN_SEQ + MAX_OUTPUT_WORKERS) / 2;
+export const OF_STALL_MS = (OI_ACTIVE + 2) / 2;
 export const OUT_ERROR_OFF = (OF_STALL_MS + MAX_OUTPUT_WORKERS) * 8; // UTF-8 error message bytes
 export const OUT_ERROR_MAX = 1024;
 export const OUT_CTL_BYTES = OUT_ERROR_OFF + OUT_ERROR_MAX;
@@ -141,9 +142,20 @@ export class OutputPipeline {
     return new OutputPipeline(ctl, workers);
   }
 
+  /**
+   * How many of the workers take records: all of them for a stream with LZ4 chunks (decoded in
+   * parallel), one for a RAW stream (nothing to decode; hand-offs between workers only cost).
+   * The first word counts, and it must come before the first publish (which otherwise means all).
+   */
+  useWorkers(n: number): void {
+    Atomics.compareExchange(this.i32, OI_ACTIVE, 0, Math.max(1, Math.min(n, this.workers.length)));
+    Atomics.notify(this.i32, OI_ACTIVE);
+  }
+
   /** Wire-stream bytes [0, completeEnd) are in the ring and final. */
   publish(completeEnd: number): void {
     if (completeEnd <= this.lastPublished) return;
+    if (this.lastPublished === 0) this.useWorkers(this.workers.length);
     this.lastPublished = completeEnd;
     Atomics.store(this.big, OB_PUBLISHED, BigInt(completeEnd));
     // Sequentially consistent with the workers' WAITING-then-recheck, so no wake-up is lost.
@@ -163,14 +175,15 @@ export class OutputPipeline {
       error = new TextDecoder().decode(new Uint8Array(this.ctl, OUT_ERROR_OFF, len).slice());
     }
     let stall = 0;
-    for (let i = 0; i < this.workers.length; i++) stall += this.f64[OF_STALL_MS + i]!;
+    const active = Atomics.load(this.i32, OI_ACTIVE) || this.workers.length;
+    for (let i = 0; i < active; i++) stall += this.f64[OF_STALL_MS + i]!;
     return {
       finished: state === STATE_FINISHED,
       error,
       written: Number(Atomics.load(this.big, OB_WRITTEN)),
       streamCrc: Atomics.load(this.i32, OI_STREAM_CRC) >>> 0,
       chunks: Atomics.load(this.i32, OI_CHUNKS),
-      stallMs: stall / this.workers.length,
+      stallMs: stall / active,
       lz4Chunks: Atomics.load(this.i32, OI_LZ4_CHUNKS),
     };
   }
@@ -188,6 +201,7 @@ function stopWorkers(i32: Int32Array, workers: Worker[]): void {
   Atomics.store(i32, OI_STOP, 1);
   Atomics.notify(new BigInt64Array(i32.buffer), OB_PUBLISHED);
   Atomics.notify(i32, OI_TURN);
+  Atomics.notify(i32, OI_ACTIVE);
   for (let i = 0; i < MAX_OUTPUT_WORKERS; i++) Atomics.notify(i32, OI_CHAIN_SEQ + i);
   for (const w of workers) w.terminate();
 }

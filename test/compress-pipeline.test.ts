@@ -68,6 +68,8 @@ interface RunOpts {
   slots?: number;
   /** OutputPipeline workers (parallel decode); default 1. */
   decoders?: number;
+  /** Tell the pipeline, before the first record, to take records with this many of them. */
+  useWorkers?: number;
   /** Create the OutputPipeline with needLz4 false and this L2PIPE_LZ4_LIB (the pool is unaffected). */
   lateLz4Lib?: string;
   /** Flip one byte of this chunk's record once it is in the ring (at corruptOffset, default mid-body). */
@@ -123,6 +125,7 @@ async function transfer(input: Uint8Array | Source, o: RunOpts): Promise<RunResu
     if (saved === undefined) delete process.env.L2PIPE_LZ4_LIB;
     else process.env.L2PIPE_LZ4_LIB = saved;
   });
+  if (o.useWorkers !== undefined) out.useWorkers(o.useWorkers);
   const poller = new Poller(2);
   poller.set(0, poolWake, POLLIN);
   poller.set(1, outWake, POLLIN);
@@ -326,6 +329,15 @@ describe("CompressPool -> ring -> OutputPipeline", () => {
   }
 
   describe("parallel decode", () => {
+    test("3 output workers told to use 1 (a stream that does not compress): exact, corruption still named", async () => {
+      const input = inputs.mixed!;
+      expectIdentical(input, await transfer(input, { workers: 2, chunkSize: 4000, ringSize: 16384, decoders: 3, useWorkers: 1 }));
+      const random = randomBytes(2 * MiB, 5);
+      expectIdentical(random, await transfer(random, { workers: 2, chunkSize: 65536, ringSize: 1 << 20, decoders: 3, useWorkers: 1 }));
+      const r = await transfer(random, { workers: 2, chunkSize: 65536, ringSize: 1 << 20, corruptChunk: 10, decoders: 3, useWorkers: 1 });
+      expect(r.status.error).toContain("chunk 10 (stream offset 655360");
+    });
+
     for (const decoders of [2, 3]) {
       test(`${decoders} output workers: mixed data, small and large rings`, async () => {
         const input = inputs.mixed!;

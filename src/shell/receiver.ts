@@ -219,6 +219,8 @@ class ReceiverLoop {
       const ok = core.onHello(d, now, session, senderLink, v.getUint8(base + OFF_HELLO_LINKS), v.getUint16(base + OFF_HELLO_MTU), features, sock.rx, base + 6);
       if (ok) {
         l.setPeer(sock.rx, base + 6);
+        // A stream without LZ4 chunks has nothing to decode in parallel: one output Worker.
+        this.output.useWorkers((features & FEATURE_LZ4) !== 0 ? Infinity : 1);
         l.sendHelloAck(session, senderLink, this.instance, this.ringSize);
         this.flushLink(l);
       } else l.foreignFrames++;

@@ -8,7 +8,7 @@ import { loadLz4, lz4Bound, type Lz4 } from "../../ffi/lz4";
 import { L2Error } from "../errors";
 import {
   MAX_OUTPUT_WORKERS, OB_CHAIN_POS, OB_CONSUMED, OB_PUBLISHED, OB_WRITTEN, OF_STALL_MS, OI_CHAIN_SEQ, OI_CHUNKS,
-  OI_BLOCK_FILL, OI_ERROR_LEN, OI_LOCK, OI_LZ4_CHUNKS, OI_STATE, OI_STOP, OI_STREAM_CRC, OI_TURN, OI_WAITING, OUT_ERROR_MAX,
+  OI_ACTIVE, OI_BLOCK_FILL, OI_ERROR_LEN, OI_LOCK, OI_LZ4_CHUNKS, OI_STATE, OI_STOP, OI_STREAM_CRC, OI_TURN, OI_WAITING, OUT_ERROR_MAX,
   OUT_ERROR_OFF, STATE_FAILED, STATE_FINISHED, STATE_RUNNING, type OutputInit,
 } from "../output-pipeline";
 import {
@@ -66,6 +66,8 @@ class Output {
   private readonly maxEnc: number;
   private readonly wakeEvery: number;
 
+  /** Workers taking records, decided by the main thread before the first record (see awaitActive). */
+  private n = 1;
   private pos = 0; // wire offset of this worker's next record
   private rec: number; // index of that record
   private published = 0;
@@ -95,11 +97,14 @@ class Output {
 
   run(): void {
     try {
+      this.n = this.awaitActive();
+      // Not needed for this stream (it has no LZ4 chunks to decode in parallel): stand aside.
+      if (this.o.id >= this.n) return;
       while (this.step());
     } catch (e) {
       if (e instanceof Stop) return;
       // What is in the block buffer was verified: it belongs to the prefix that gets out.
-      if (this.o.workers === 1 || Atomics.load(this.i32, OI_TURN) === (this.rec | 0)) {
+      if (this.n === 1 || Atomics.load(this.i32, OI_TURN) === (this.rec | 0)) {
         try {
           this.flushBlock();
         } catch {
@@ -112,7 +117,8 @@ class Output {
 
   /** Handles this worker's next record; false once it has nothing more to do. */
   private step(): boolean {
-    const { ringSize, workers } = this.o;
+    const { ringSize } = this.o;
+    const workers = this.n;
     if (workers > 1) {
       this.pos = this.receiveChain();
       if (this.pos < 0) {
@@ -224,7 +230,7 @@ class Output {
   /** The wire offset of record this.rec, from the worker that parsed the record before it (-1: past END). */
   private receiveChain(): number {
     if (this.rec === 0) return 0;
-    const slot = this.rec % this.o.workers;
+    const slot = this.rec % this.n;
     const want = this.rec | 0;
     for (;;) {
       const seq = Atomics.load(this.i32, OI_CHAIN_SEQ + slot);
@@ -237,7 +243,7 @@ class Output {
   /** Hands the offset of record this.rec + 1 to its owner. */
   private handChain(next: number): void {
     const k = this.rec + 1;
-    const slot = k % this.o.workers;
+    const slot = k % this.n;
     Atomics.store(this.big, OB_CHAIN_POS + slot, BigInt(next));
     Atomics.store(this.i32, OI_CHAIN_SEQ + slot, k | 0);
     Atomics.notify(this.i32, OI_CHAIN_SEQ + slot);
@@ -253,7 +259,7 @@ class Output {
 
   /** Blocks until every record before this.rec has been written. */
   private awaitTurn(): void {
-    if (this.o.workers === 1) return;
+    if (this.n === 1) return;
     const me = this.rec | 0;
     for (;;) {
       const t = Atomics.load(this.i32, OI_TURN);
@@ -264,7 +270,7 @@ class Output {
   }
 
   private passTurn(): void {
-    if (this.o.workers === 1) return;
+    if (this.n === 1) return;
     Atomics.store(this.i32, OI_TURN, this.rec | 0);
     Atomics.notify(this.i32, OI_TURN);
   }
@@ -284,6 +290,16 @@ class Output {
     if (this.lz4) return this.lz4;
     this.awaitTurn(); // outside the lock: the turn holder may need it
     throw new Error(`${this.where()}: LZ4 record, but ${reason}`);
+  }
+
+  /** Blocks until the main thread has said how many workers take records (OutputPipeline.useWorkers). */
+  private awaitActive(): number {
+    for (;;) {
+      if (this.stopped()) throw new Stop();
+      const n = Atomics.load(this.i32, OI_ACTIVE);
+      if (n > 0) return Math.min(n, this.o.workers);
+      Atomics.wait(this.i32, OI_ACTIVE, 0);
+    }
   }
 
   /** Blocks until wire bytes [0, target) are published. */
