@@ -38,6 +38,11 @@ export const CTL_WORDS = 8;
 export const SKIP_AFTER = 8;
 export const PROBE_EVERY = 4;
 
+/** Did lz4 (enc bytes, 0 = gave up) save at least 1/32 of the chunk? Less counts as incompressible for the skipping. */
+export function shrankEnough(enc: number, rawLen: number): boolean {
+  return enc > 0 && enc <= rawLen - (rawLen >>> 5);
+}
+
 /** Where everything lives in the shared buffer; computed once on the main thread, sent to workers. */
 export interface PoolLayout {
   slots: number;

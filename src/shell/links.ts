@@ -30,7 +30,7 @@ export class Link {
   // Statistics of what the codec refused on this link.
   badFrames = 0;
   foreignFrames = 0;
-  kernelDrops = 0;
+  private kernelDrops = 0;
 
   constructor(
     readonly index: number,
@@ -117,6 +117,12 @@ export class Link {
       if (n < sock.batch) break;
     }
     return total;
+  }
+
+  /** Frames the kernel dropped on receive so far (its counter resets on each read, so they are summed here). */
+  countKernelDrops(): number {
+    this.kernelDrops += this.socket.kernelDrops();
+    return this.kernelDrops;
   }
 
   setPeer(mac: Uint8Array, offset: number): void {

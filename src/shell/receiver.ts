@@ -359,7 +359,6 @@ class ReceiverLoop {
         : null,
       links: this.links.map((l) => {
         const c = core.links[l.index];
-        l.kernelDrops += l.socket.kernelDrops();
         return {
           device: l.name,
           state: c.senderLink < 0 ? "unused" : "up",
@@ -369,7 +368,7 @@ class ReceiverLoop {
           acksSent: c.acksSent,
           badFrames: l.badFrames,
           foreignFrames: l.foreignFrames,
-          kernelDrops: l.kernelDrops,
+          kernelDrops: l.countKernelDrops(),
         };
       }),
     };

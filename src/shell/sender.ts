@@ -9,7 +9,7 @@ import { SenderCore, Phase } from "../core/sender";
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, type Link } from "./links";
 import { Poller, POLLIN, POLLOUT, POLLHUP, POLLERR, addressOf, createEventFd, drainEventFd, readFd, setPipeSize, describeErrno } from "../../ffi/libc";
-import { CompressPool, PROBE_EVERY } from "../compress-pool";
+import { CompressPool, PROBE_EVERY, shrankEnough } from "../compress-pool";
 import { loadLz4, type Lz4 } from "../../ffi/lz4";
 import { KIND_LZ4, KIND_RAW, RECORD_HEADER, END_RECORD, writeHeader as writeRecordHeader, writeEnd, crc32Combine } from "../record";
 import { L2Error, EXIT_TRANSFER } from "../errors";
@@ -399,8 +399,7 @@ class SenderLoop {
       return 0;
     }
     const enc = this.lz4!.compress(this.ringPtr + bodyPos, len, this.probeOutPtr, len - 1, 1);
-    // Savings under 1/32 count as incompressible, as in the compressor Workers.
-    const shrinks = enc > 0 && enc <= len - (len >>> 5);
+    const shrinks = shrankEnough(enc, len);
     pool.noteDirect(len, true, shrinks ? enc : 0);
     if (!shrinks) return 0;
     this.ring.set(this.probeOut.subarray(0, enc), bodyPos);
@@ -540,7 +539,6 @@ class SenderLoop {
       compression: this.pool ? { ...this.pool.stats(), linksWaitedMs: this.linksWaitedMs } : null,
       links: this.links.map((l) => {
         const c = core.links[l.index];
-        l.kernelDrops += l.socket.kernelDrops();
         return {
           device: l.name,
           state: ["probing", "up", "down"][c.state],
@@ -553,7 +551,7 @@ class SenderLoop {
           acksReceived: c.acksReceived,
           badFrames: l.badFrames,
           foreignFrames: l.foreignFrames,
-          kernelDrops: l.kernelDrops,
+          kernelDrops: l.countKernelDrops(),
           timesDown: c.timesDown,
           srttMs: c.hasRtt ? c.srtt : null,
           sendQueueBytes: l.socket.sndBufActual,

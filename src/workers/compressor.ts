@@ -5,7 +5,7 @@ import { addressOf, libc, signalEventFd } from "../../ffi/libc";
 import { loadLz4, type Lz4 } from "../../ffi/lz4";
 import { L2Error } from "../errors";
 import {
-  CTL_CLAIMED, CTL_HEAD, CTL_STOP, CTL_STREAK, CTL_SUBMITTED, CTL_WANT, PROBE_EVERY, SKIP_AFTER, SLOT_DONE,
+  CTL_CLAIMED, CTL_HEAD, CTL_STOP, CTL_STREAK, CTL_SUBMITTED, CTL_WANT, PROBE_EVERY, SKIP_AFTER, SLOT_DONE, shrankEnough,
   type PoolLayout,
 } from "../compress-pool";
 import { KIND_LZ4, KIND_RAW, RECORD_HEADER, writeHeader } from "../record";
@@ -71,8 +71,8 @@ function run({ sab, layout: L, wakeFd, index }: Init, lz4: Lz4): void {
     if (!skip && rawLen > 0) {
       // Capacity rawLen - 1: lz4 gives up (returns 0) as soon as the chunk cannot shrink.
       enc = lz4.compress(base + inOff, rawLen, base + outOff + RECORD_HEADER, rawLen - 1, 1);
-      // Savings under 1/32 count as incompressible for the skip heuristic (still sent as LZ4).
-      if (enc === 0 || enc > rawLen - (rawLen >>> 5)) {
+      // Small savings count as incompressible for the skip heuristic (still sent as LZ4).
+      if (!shrankEnough(enc, rawLen)) {
         if (streak < 0x7fff_0000) Atomics.add(ctl, CTL_STREAK, 1);
       } else if (streak !== 0) {
         Atomics.store(ctl, CTL_STREAK, 0);
