@@ -23,7 +23,11 @@ import { SendQueueSizer } from "./send-queue";
 /** A partial chunk goes out after this much quiet on stdin. */
 const FLUSH_QUIET_MS = 2;
 const STDIN = 0;
-const READ_PER_TURN = 4 << 20;
+// Input read per loop turn, then sent. Small turns keep what each link gets at once within the
+// burst a rate-limited queue passes straight through; htb holds each frame beyond it for a timer
+// of its own. 4 x 1 Gbit, MTU 9000: 4 MiB per turn 342-368 MB/s and 81,771 htb timer
+// expirations per GiB; 256 KiB 426-461 MB/s and 39,607.
+const READ_PER_TURN = 256 << 10;
 function isRegularFile(fd: number): boolean {
   try {
     return fstatSync(fd).isFile();
