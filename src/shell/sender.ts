@@ -25,8 +25,8 @@ const FLUSH_QUIET_MS = 2;
 const STDIN = 0;
 // Input read per loop turn, then sent. Small turns keep what each link gets at once within the
 // burst a rate-limited queue passes straight through; htb holds each frame beyond it for a timer
-// of its own. 4 x 1 Gbit, MTU 9000: 4 MiB per turn 342-368 MB/s and 81,771 htb timer
-// expirations per GiB; 256 KiB 426-461 MB/s and 39,607.
+// of its own. 4 x 1 Gbit, MTU 9000: 4 MiB per turn 342-368 MB/s and 81,771 timer expirations
+// per GiB (nearly all htb's); 256 KiB 426-461 MB/s and 39,607.
 const READ_PER_TURN = 256 << 10;
 function isRegularFile(fd: number): boolean {
   try {
