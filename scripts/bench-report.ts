@@ -188,6 +188,67 @@ export function summarize(res: BenchResults): string[] {
   return lines;
 }
 
+// ---------------------------------------------------------------------------------------------
+// The figures the benchmark exists to check, each against its target, from this run's numbers
+
+export interface TargetCheck {
+  figure: string;
+  target: string;
+  measured: string;
+  met: boolean;
+}
+
+/** The 2017 tool's figure on one veth that l2pipe -0 is to triple. */
+const FIGURE_2017_MBPS = 340;
+
+export function checkTargets(res: BenchResults): TargetCheck[] {
+  const out: TargetCheck[] = [];
+  const get = (pred: (s: Scenario) => boolean) => {
+    const s = res.scenarios.find(pred);
+    if (!s) return null;
+    const st = stats(s);
+    return st.ok > 0 ? { s, st } : null;
+  };
+  const add = (figure: string, target: string, measured: string, met: boolean) => out.push({ figure, target, measured, met });
+
+  const l0 = get((s) => s.group === "a" && s.mtu === 9000 && s.data === "random" && s.label === "l2pipe -0");
+  const tcp = get((s) => s.group === "a" && s.mtu === 9000 && s.data === "random" && s.label === "socat TCP");
+  if (l0 && tcp) {
+    const r = l0.st.mbps.med / tcp.st.mbps.med;
+    add("one unshaped veth, MTU 9000, random, -0 / socat TCP", ">= 1.0x", `${f2(r)}x (${f0(l0.st.mbps.med)} / ${f0(tcp.st.mbps.med)} MB/s)`, r >= 1);
+  }
+  if (l0) {
+    const r = l0.st.mbps.med / FIGURE_2017_MBPS;
+    add(`the same / the 2017 tool's ${FIGURE_2017_MBPS} MB/s`, ">= 3x", `${f2(r)}x`, r >= 3);
+    const worst = Math.max(l0.st.cpuSend, l0.st.cpuRecv);
+    add("CPU s/GiB, one veth, -0, sender / receiver", "<= 1.5 each", `${f2(l0.st.cpuSend)} / ${f2(l0.st.cpuRecv)}`, worst <= 1.5);
+  }
+  for (const mtu of [9000, 1500]) {
+    const bar = mtu === 9000 ? 97 : 95;
+    for (const s of res.scenarios.filter((x) => x.group === "b" && x.mtu === mtu && x.data === "random" && x.tool === "l2pipe")) {
+      const st = stats(s);
+      if (st.ok === 0 || st.capacityPct === null) continue;
+      add(`${s.linksDesc}, MTU ${mtu}, random, ${s.label}: goodput / capacity`, `>= ${bar} %`, `${f1(st.capacityPct)} %`, st.capacityPct >= bar);
+    }
+    const pair = get((x) => x.group === "c" && x.mtu === mtu && x.data === "random" && x.label === "l2pipe");
+    if (pair && pair.st.capacityPct !== null) {
+      add(`1 + 1.5 Gbit, MTU ${mtu}, random, default scheduling`, ">= 93 %", `${f1(pair.st.capacityPct)} %`, pair.st.capacityPct >= 93);
+    }
+    const lc = get((x) => x.group === "b" && x.mtu === mtu && x.linksDesc === "1 x 1 Gbit" && x.data === "compressible" && x.label === "l2pipe");
+    const tc = get((x) => x.group === "b" && x.mtu === mtu && x.linksDesc === "1 x 1 Gbit" && x.data === "compressible" && x.label === "socat TCP");
+    if (lc && tc) {
+      const r = lc.st.mbps.med / tc.st.mbps.med;
+      add(`compressible over 1 x 1 Gbit, MTU ${mtu}: l2pipe / socat TCP`, ">= 1.5x", `${f2(r)}x (${f0(lc.st.mbps.med)} / ${f0(tc.st.mbps.med)} MB/s)`, r >= 1.5);
+    }
+  }
+  const rss = res.scenarios.filter((s) => s.tool === "l2pipe").map(stats).filter((st) => st.ok > 0);
+  if (rss.length) {
+    const peak = Math.max(...rss.map((st) => Math.max(st.rssSend, st.rssRecv)));
+    add("peak RSS of either side, default memory", "< 512 MiB", `${f0(peak)} MiB`, peak < 512);
+  }
+  return out;
+}
+
 /** How far apart the runs of one scenario were, max / min MB/s, over the scenarios of this run. */
 function spreadText(res: BenchResults): string {
   const spreads = res.scenarios
@@ -266,6 +327,12 @@ export function renderTable(res: BenchResults): string {
   out.push("Summary:");
   for (const l of res.summary) out.push(`  - ${l}`);
   out.push("");
+  const checks = checkTargets(res);
+  if (checks.length) {
+    out.push(`Against the targets (${checks.filter((c) => c.met).length} of ${checks.length} met):`);
+    for (const c of checks) out.push(`  ${c.met ? "met    " : "NOT MET"}  ${c.figure}: ${c.measured} (target ${c.target})`);
+    out.push("");
+  }
   const all: (Row | string)[] = [];
   for (const [title, list] of groupByTopo(res)) {
     all.push(title);
@@ -319,6 +386,17 @@ export function renderMarkdown(res: BenchResults): string {
   o.push("");
   for (const l of res.summary) o.push(`- ${l}`);
   o.push("");
+  const checks = checkTargets(res);
+  if (checks.length) {
+    o.push("## Against the targets");
+    o.push("");
+    o.push(`${checks.filter((c) => c.met).length} of ${checks.length} met in this run (medians; \`-m\` below 96 MiB is checked by test/e2e-compress.test.ts).`);
+    o.push("");
+    o.push("| figure | target | this run | |");
+    o.push("|---|---|---|---|");
+    for (const c of checks) o.push(`| ${c.figure} | ${c.target} | ${c.measured} | ${c.met ? "met" : "not met"} |`);
+    o.push("");
+  }
   o.push("![median MB/s per scenario, bars from min to max](bench-chart.svg)");
   o.push("");
   o.push("## How it was measured");
