@@ -85,8 +85,9 @@ describe("tape buffer", () => {
 });
 
 describe("--block", () => {
-  // 192 KiB is no multiple of the sender's 256 KiB chunks, so only a block writer passes.
-  test("--block 196608: every write to stdout is 192 KiB but the last", async () => {
+  // Neither is a divisor of the sender's 256 KiB chunks, so only a block writer passes; 100000
+  // fits twice into one chunk, which must still go out as two writes.
+  for (const BLOCK of [196608, 100000]) test(`--block ${BLOCK}: every write to stdout is one block but the last`, async () => {
     const topo = await createTopology([{ mtu: 1500 }]);
     try {
       const input = `${scratch.dir}/block`;
@@ -95,7 +96,7 @@ describe("--block", () => {
       const trace = `${input}.strace`;
       const r = await transfer(topo, {
         input,
-        receiverArgs: ["--block", "196608"],
+        receiverArgs: ["--block", String(BLOCK)],
         receiverPipe: "cat",
         timeoutMs: 60_000,
         receiverWrap: ["strace", "-f", "-qq", "-e", "trace=write", "-e", "signal=none", "-o", trace],
@@ -119,7 +120,6 @@ describe("--block", () => {
       // A blocking write to a pipe can return early when a signal interrupts it (the runtime's
       // garbage collector uses signals); the rest of that block follows at once. So blocks are
       // counted as runs of writes: each must end exactly on a block boundary.
-      const BLOCK = 196608;
       let inBlock = 0;
       let split = 0;
       const blocks: number[] = [];

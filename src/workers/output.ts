@@ -353,12 +353,12 @@ class Output {
         fill = 0;
       }
     }
-    if (fill === 0 && len >= bs) {
-      const whole = len - (len % bs);
-      this.writeAll(ptr, whole);
-      off += whole;
-      ptr += whole;
-      len -= whole;
+    // One block per write: a tape drive in variable-block mode makes a record of each write.
+    while (fill === 0 && len >= bs) {
+      this.writeAll(ptr, bs);
+      off += bs;
+      ptr += bs;
+      len -= bs;
     }
     if (len > 0) {
       this.blk.set(src.subarray(off, off + len), fill);
