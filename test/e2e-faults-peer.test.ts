@@ -231,3 +231,23 @@ describe("the receiver's output", () => {
     expect(rPeak).toBeLessThan(400 * 1024);
   }, 60_000);
 });
+
+describe("the sender's input", () => {
+  test("a read error on stdin (a directory): the sender names it and the receiver hears it at once", async () => {
+    const t = await topology();
+    const input = await randomFile(scratch.dir, "unread", 1 * MB);
+    // The shell opens the directory as stdin; the first read() fails with EISDIR.
+    const r = await transfer(t, {
+      input, senderArgs: ["-v"], senderWrap: ["sh", "-c", `exec "$@" < ${scratch.dir}`, "sh"], timeoutMs: 20_000,
+    });
+    console.log(`stdin a directory: sender exit ${r.sender.code} in ${r.sender.ms.toFixed(0)} ms (${r.sender.stderr.trim()}), receiver exit ${r.receiver.code} in ${r.receiver.ms.toFixed(0)} ms (${r.receiver.stderr.trim()})`);
+    expect(r.sender.code).toBe(1);
+    expect(r.sender.stderr).toMatch(/cannot read stdin: EISDIR/);
+    expect(r.sender.stderr).toMatch(/^l2pipe send: /m); // -v still reports
+    expect(r.receiver.code).toBe(1);
+    expect(oneLine(r.receiver.stderr)).toMatch(/sender aborted: cannot read stdin: EISDIR/);
+    expect(sizeOf(r.outPath)).toBe(0);
+    // At once: not after the 5 s it takes to notice a silent sender.
+    expect(r.receiver.ms).toBeLessThan(3000);
+  }, 30_000);
+});

@@ -144,7 +144,15 @@ class SenderLoop {
     for (;;) {
       let now = performance.now();
       this.receive(now);
-      if (core.phase === Phase.Transfer || core.phase === Phase.Finishing) this.readInput(now);
+      if (core.phase === Phase.Transfer || core.phase === Phase.Finishing) {
+        try {
+          this.readInput(now);
+        } catch (e) {
+          // stdin failed (a reset connection, a directory): the receiver is told why, not left to time out.
+          if (e instanceof L2Error) return this.abort(e.message, e.exitCode);
+          throw e;
+        }
+      }
       core.tick(now, name);
       this.transmit(now);
       for (const q of this.queues) q.update(now);
