@@ -389,4 +389,28 @@ describe("two sender/receiver pairs on one segment", () => {
       await topo.cleanup();
     }
   }, 90_000);
+
+  // Two receivers on one host share its MAC: the sender's REJECT and everything after the
+  // handshake name the receiver's instance, or a REJECT meant for one resets both and DATA
+  // for one is taken by both.
+  for (const stagger of [0, 300]) {
+    test(`two pairs on the same two devices (one MAC per side), ${stagger ? "staggered" : "at once"}: each receiver gets one whole stream`, async () => {
+      const topo = await createTopology([{ mtu: 1500 }]);
+      try {
+        const [in1, in2] = await Promise.all([randomFile(scratch.dir, `mac1-${stagger}`, 16 * MB), randomFile(scratch.dir, `mac2-${stagger}`, 16 * MB)]);
+        const pair = (input: string) => transfer(topo, { input, senderArgs: ["-0"], timeoutMs: 60_000 });
+        const first = pair(in1);
+        await Bun.sleep(stagger);
+        const [r1, r2] = await Promise.all([first, pair(in2)]);
+        console.log(`one MAC per side, stagger ${stagger} ms: ${r1.outSha === r2.inSha ? "crossed" : "straight"}; ${verdict(r1)}; ${verdict(r2)}`);
+        for (const r of [r1, r2]) {
+          expect(r.sender.code).toBe(0);
+          expect(r.receiver.code).toBe(0);
+        }
+        expect([r1.outSha, r2.outSha].sort()).toEqual([r1.inSha, r2.inSha].sort());
+      } finally {
+        await topo.cleanup();
+      }
+    }, 90_000);
+  }
 });

@@ -143,6 +143,11 @@ export class SenderCore {
   private firstAnswer = -Infinity;
   private transferStart: number | null = null;
   private receiverInstance = -1;
+
+  /** The instance id of the receiver this run talks to, or -1 before one answered. */
+  get peerInstance(): number {
+    return this.receiverInstance;
+  }
   readonly tx: DataFrame = { pn: 0, offset: 0, len: 0, retransmit: false };
 
   constructor(private readonly cfg: SenderConfig) {

@@ -135,9 +135,15 @@ class ReceiverLoop {
     }
   }
 
+  /** The session id on our frames but HELLO_ACK: the sender's session mixed with our instance id
+   * (see the sender's pairSession). */
+  private pairSession(): number {
+    return (this.core.session ^ this.instance) >>> 0;
+  }
+
   private abort(reason: string, code: number): number {
     const core = this.core;
-    abortOnAllLinks(this.links, core.session, (l) => core.links[l.index].senderLink, code, reason);
+    abortOnAllLinks(this.links, this.pairSession(), (l) => core.links[l.index].senderLink, code, reason);
     this.reporter.finish(this.statistics(performance.now()), false, reason);
     throw new L2Error(reason, code);
   }
@@ -212,6 +218,9 @@ class ReceiverLoop {
           const reason = (e as Error).message;
           core.onHello(d, now, session, senderLink, v.getUint8(base + OFF_HELLO_LINKS), v.getUint16(base + OFF_HELLO_MTU), features, sock.rx, base + 6);
           l.setPeer(sock.rx, base + 6);
+          // Answered first, so that the sender takes us for its receiver and heeds the ABORT.
+          l.sendHelloAck(session, senderLink, this.instance, this.ringSize);
+          this.flushLink(l);
           core.fail(reason, EXIT_SYSTEM);
           return;
         }
@@ -227,10 +236,11 @@ class ReceiverLoop {
       return;
     }
     if (type === FrameType.Reject) {
-      if (session === core.session && l.samePeer(sock.rx, base + 6)) core.onReject(d);
+      if (session === this.pairSession() && l.samePeer(sock.rx, base + 6)) core.onReject(d);
       return;
     }
-    if (!core.authentic(d, session, senderLink, sock.rx, base + 6)) {
+    // Frames after the handshake carry the pair's session: the sender's mixed with our instance.
+    if (!core.authentic(d, (session ^ this.instance) >>> 0, senderLink, sock.rx, base + 6)) {
       l.foreignFrames++;
       return;
     }
@@ -281,7 +291,7 @@ class ReceiverLoop {
       const d = l.index;
       if (!core.ackDue(d, now)) continue;
       const rl = core.links[d];
-      const base = l.beginAck(core.session, rl.senderLink, rl.pnNext++);
+      const base = l.beginAck(this.pairSession(), rl.senderLink, rl.pnNext++);
       if (base < 0) {
         this.flushLink(l);
         continue;
@@ -307,7 +317,7 @@ class ReceiverLoop {
     this.transmitAcks(now);
     for (const l of this.links) {
       const rl = core.links[l.index];
-      if (core.doneDue(l.index, now)) l.sendDone(core.session, rl.senderLink, core.doneTotal, core.doneCrc);
+      if (core.doneDue(l.index, now)) l.sendDone(this.pairSession(), rl.senderLink, core.doneTotal, core.doneCrc);
       this.flushLink(l);
     }
   }

@@ -179,8 +179,18 @@ class SenderLoop {
     }
   }
 
+  /**
+   * The session id on every frame but HELLO and HELLO_ACK once a receiver answered: the session
+   * mixed with that receiver's instance id, so that a second receiver behind the same MAC (two
+   * on one host) takes none of this run's frames for its own, nor this run its frames.
+   */
+  private pairSession(): number {
+    const instance = this.core.peerInstance;
+    return instance === -1 ? this.session : (this.session ^ instance) >>> 0;
+  }
+
   private abort(reason: string, code: number): number {
-    abortOnAllLinks(this.links, this.session, (l) => (l.peerKnown ? l.index : -1), code, reason);
+    abortOnAllLinks(this.links, this.pairSession(), (l) => (l.peerKnown ? l.index : -1), code, reason);
     this.reporter.finish(this.statistics(performance.now()), false, reason);
     throw new L2Error(reason, code);
   }
@@ -195,7 +205,9 @@ class SenderLoop {
     const sock = l.socket;
     const v = sock.rxView;
     const type = v.getUint8(base + OFF_TYPE);
-    if (v.getUint32(base + OFF_SESSION) !== this.session || v.getUint8(base + OFF_LINK) !== l.index) {
+    // HELLO_ACK carries the session; every other frame the pair's (see pairSession).
+    const session = type === FrameType.HelloAck ? this.session : this.pairSession();
+    if (v.getUint32(base + OFF_SESSION) !== session || v.getUint8(base + OFF_LINK) !== l.index) {
       l.foreignFrames++;
       return;
     }
@@ -207,12 +219,14 @@ class SenderLoop {
       if (!accepted) {
         // Another receiver answered our broadcast: tell it to go back to listening.
         const other = sock.rx.subarray(base + 6, base + 12);
-        if (!l.sendSimple(FrameType.Reject, this.session, l.index, 0, other)) {
+        // Addressed to that receiver's instance: another one behind the same MAC must not hear it.
+        const rejected = (this.session ^ v.getUint32(base + OFF_HELLO_INSTANCE)) >>> 0;
+        if (!l.sendSimple(FrameType.Reject, rejected, l.index, 0, other)) {
           // All slots hold data for a full socket: make room, the REJECT must not be lost.
           this.flushLink(l);
-          if (!l.sendSimple(FrameType.Reject, this.session, l.index, 0, other)) {
+          if (!l.sendSimple(FrameType.Reject, rejected, l.index, 0, other)) {
             l.socket.txClear();
-            l.sendSimple(FrameType.Reject, this.session, l.index, 0, other);
+            l.sendSimple(FrameType.Reject, rejected, l.index, 0, other);
           }
         }
         l.foreignFrames++;
@@ -468,9 +482,9 @@ class SenderLoop {
       const i = l.index;
       if (core.helloDue(i, now)) l.sendHello(this.session, this.links.length, features);
       if (core.phase === Phase.Done) {
-        if (l.peerKnown) l.sendSimple(FrameType.DoneAck, this.session, i, 0);
+        if (l.peerKnown) l.sendSimple(FrameType.DoneAck, this.pairSession(), i, 0);
       } else if (core.pingDue(i, now)) {
-        l.sendSimple(FrameType.Ping, this.session, i, core.links[i].pnNext - 1);
+        l.sendSimple(FrameType.Ping, this.pairSession(), i, core.links[i].pnNext - 1);
       }
     }
     // Links take turns a few frames at a time, so each gets data as fast as it drains
@@ -496,7 +510,7 @@ class SenderLoop {
       if (l.socket.txSlot() < 0 && this.flushLink(l) === 0) break;
       if (!core.pollData(l.index, now)) break;
       const tx = core.tx;
-      l.sendData(this.session, l.index, tx.pn >>> 0, tx.offset, this.ring, this.ringCrc, tx.offset % this.ringSize, this.ringPtr, tx.len);
+      l.sendData(this.pairSession(), l.index, tx.pn >>> 0, tx.offset, this.ring, this.ringCrc, tx.offset % this.ringSize, this.ringPtr, tx.len);
       queued++;
     }
     return queued;
