@@ -377,5 +377,11 @@ describe("the binary", () => {
       expect(r.stderr).toMatch(new RegExp(`^l2pipe: no receiver answered on ${a[0]} within 1 s`));
       expect(ms).toBeLessThan(3000);
     });
+
+    test("--wait 0.3: the message says 0.3 s, as given (not rounded to 0 s)", async () => {
+      const r = await inA(["--send", "--wait", "0.3", a[0]!]);
+      expect(r.code).toBe(4);
+      expect(r.stderr).toMatch(new RegExp(`^l2pipe: no receiver answered on ${a[0]} within 0\\.3 s`));
+    });
   });
 });

@@ -3,7 +3,7 @@
 // to acknowledge on which link, and when the run is over.
 
 import { RangeSet } from "./range-set";
-import { expandPn, type Timing } from "./timing";
+import { expandPn, secondsText, type Timing } from "./timing";
 import { MAX_ACK_RANGES } from "../wire";
 import { EXIT_TRANSFER } from "../errors";
 
@@ -257,7 +257,7 @@ export class ReceiverCore {
       const waitMs = this.cfg.timing.waitMs;
       if (waitMs > 0 && now - this.cfg.now > waitMs) {
         const names = this.links.map((l) => deviceName(l.device)).join(", ");
-        this.fail(`no sender appeared on ${names} within ${(waitMs / 1000).toFixed(0)} s`, 4);
+        this.fail(`no sender appeared on ${names} within ${secondsText(waitMs)}`, 4);
       }
       return;
     }
@@ -275,7 +275,7 @@ export class ReceiverCore {
       }
       const names = this.links.filter((l) => l.senderLink >= 0).map((l) => deviceName(l.device));
       this.fail(
-        `sender lost: nothing heard on ${names.join(", ")} for ${(this.cfg.timing.peerTimeoutMs / 1000).toFixed(1)} s`,
+        `sender lost: nothing heard on ${names.join(", ")} for ${secondsText(this.cfg.timing.peerTimeoutMs)}`,
         EXIT_TRANSFER,
       );
     }

@@ -4,7 +4,7 @@
 // packet and time thresholds, probe timeouts, a NewReno window per link.
 
 import { RangeSet } from "./range-set";
-import { expandPn, type Timing } from "./timing";
+import { expandPn, secondsText, type Timing } from "./timing";
 import { EXIT_NO_PEER, EXIT_TRANSFER } from "../errors";
 import { dataPayloadMax } from "../wire";
 
@@ -335,7 +335,7 @@ export class SenderCore {
         if (waitMs > 0 && now - this.started >= waitMs) {
           const names = this.links.map((l) => deviceName(l.index)).join(", ");
           this.fail(
-            `no receiver answered on ${names} within ${(waitMs / 1000).toFixed(0)} s (is 'l2pipe -r' running on the other host?)`,
+            `no receiver answered on ${names} within ${secondsText(waitMs)} (is 'l2pipe -r' running on the other host?)`,
             EXIT_NO_PEER,
           );
         }
@@ -353,7 +353,7 @@ export class SenderCore {
     if (now - lastHeardAny > this.cfg.timing.peerTimeoutMs) {
       const names = this.links.filter((l) => l.state !== LinkState.Probing).map((l) => deviceName(l.index));
       this.fail(
-        `receiver lost: nothing heard on ${names.join(", ")} for ${(this.cfg.timing.peerTimeoutMs / 1000).toFixed(1)} s`,
+        `receiver lost: nothing heard on ${names.join(", ")} for ${secondsText(this.cfg.timing.peerTimeoutMs)}`,
         EXIT_TRANSFER,
       );
       return;

@@ -32,6 +32,12 @@ export function defaultTiming(peerTimeoutMs = 5000, waitMs = 30_000): Timing {
   };
 }
 
+/** Milliseconds as the seconds a user gave: "0.3 s", "5 s", "2.5 s" (no "0 s" for -w 0.3). */
+export function secondsText(ms: number): string {
+  const s = ms / 1000;
+  return `${Number.isInteger(s) ? s : Number(s.toFixed(s < 10 ? 2 : 1))} s`;
+}
+
 const TWO32 = 0x1_0000_0000;
 
 /** Restores a full packet number from its low 32 bits, choosing the one nearest to `expected`. */
