@@ -78,7 +78,9 @@ function canonicalArgv(argv: string[]): string[] {
     }
     if (inline === undefined) {
       const next = argv[i + 1];
-      if (next === undefined || next.startsWith("-")) throw usageError(`${written} needs a value`);
+      // "-t -1" is a negative number, not the -1 option: it goes to the option's own check,
+      // which says what is wrong with it, rather than "needs a value".
+      if (next === undefined || (next.startsWith("-") && !/^-\d/.test(next))) throw usageError(`${written} needs a value`);
       inline = next;
       i++;
     }
