@@ -31,6 +31,8 @@ export const enum FrameType {
   DoneAck = 7,
   Abort = 8,
   Reject = 9,
+  /** A receiver busy with another sender's stream answers this sender's HELLO. */
+  Busy = 10,
 }
 
 // DATA: a slice of the wire stream.

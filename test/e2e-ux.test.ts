@@ -241,6 +241,26 @@ describe("failures a user meets", () => {
     expect(ms).toBeLessThan(2500);
   });
 
+  test("a second sender while the receiver is busy: exit 4, saying the receiver is busy; the first transfer exact", async () => {
+    const input = `${scratch.dir}/busy-in`;
+    // 64 MiB over 2 x 50 Mbit/s take ~5 s: the second sender knocks in the middle.
+    await makeRandomFile(input, 64 << 20);
+    let second: { code: number; stdout: string; stderr: string } | null = null;
+    const r = await transfer(topo, {
+      input, senderArgs: ["-0"], timeoutMs: 30_000,
+      during: async () => {
+        await Bun.sleep(1000);
+        second = await topo.exec(topo.nsA, [BINARY, "-s", "-w", "1.5", ...topo.devsA], { stdin: "other data\n", timeoutMs: 10_000 });
+      },
+    });
+    expect(r.sender.code).toBe(0);
+    expect(r.receiver.code).toBe(0);
+    expect(r.outSha).toBe(r.inSha);
+    expect(second).not.toBeNull();
+    expect(second!.code).toBe(4);
+    expect(second!.stderr).toMatch(/^l2pipe: no free receiver on .* within 1\.5 s: the receiver on .* is busy with another transfer\n$/);
+  }, 40_000);
+
   test("a receiver killed mid-stream: the sender fails with exit 1 within -t", async () => {
     const input = `${scratch.dir}/killed-in`;
     const out = `${input}.out`;

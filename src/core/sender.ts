@@ -144,6 +144,14 @@ export class SenderCore {
   private transferStart: number | null = null;
   private receiverInstance = -1;
 
+  /** Links on which a receiver said it is busy with another sender's stream. */
+  private busyOn = new Set<number>();
+
+  /** A receiver on this link is busy with another transfer (BUSY): said if none answers in time. */
+  onBusy(link: number): void {
+    if (this.receiverInstance === -1) this.busyOn.add(link);
+  }
+
   /** The instance id of the receiver this run talks to, or -1 before one answered. */
   get peerInstance(): number {
     return this.receiverInstance;
@@ -334,8 +342,11 @@ export class SenderCore {
       if (this.firstAnswer === -Infinity) {
         if (waitMs > 0 && now - this.started >= waitMs) {
           const names = this.links.map((l) => deviceName(l.index)).join(", ");
+          const busy = [...this.busyOn].map(deviceName).join(", ");
           this.fail(
-            `no receiver answered on ${names} within ${secondsText(waitMs)} (is 'l2pipe -r' running on the other host?)`,
+            busy
+              ? `no free receiver on ${names} within ${secondsText(waitMs)}: the receiver on ${busy} is busy with another transfer`
+              : `no receiver answered on ${names} within ${secondsText(waitMs)} (is 'l2pipe -r' running on the other host?)`,
             EXIT_NO_PEER,
           );
         }

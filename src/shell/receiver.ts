@@ -23,6 +23,8 @@ const STDOUT = 1;
 /** Below this many frames per turn the loop naps COALESCE_MS before the next receive. */
 const COALESCE_FRAMES = 32;
 const COALESCE_MS = 1.5;
+/** A busy receiver answers another sender's HELLOs at most this often per device. */
+const BUSY_EVERY_MS = 500;
 
 export async function runReceiver(opts: Options, interrupts: Interrupts): Promise<number> {
   const plan = memoryPlan(opts);
@@ -75,6 +77,8 @@ class ReceiverLoop {
   private readonly nap = new Int32Array(new SharedArrayBuffer(4));
   private lastStatus = 0;
   private readonly walker: RecordWalker;
+  /** When each device last told a foreign sender that this receiver is busy. */
+  private readonly busySaidAt: Float64Array;
   private readonly gate: OutputGate;
 
   constructor(
@@ -89,6 +93,7 @@ class ReceiverLoop {
     this.ring = new Uint8Array(ringBuffer);
     this.ringPtr = addressOf(this.ring);
     this.walker = new RecordWalker(this.ring, ringSize);
+    this.busySaidAt = new Float64Array(links.length).fill(-Infinity);
     this.gate = new OutputGate(opts.bufferBytes, opts.startAtPct, opts.resumeAtPct);
     const now = performance.now();
     const timing = defaultTiming(opts.timeoutMs, opts.waitMs);
@@ -232,7 +237,15 @@ class ReceiverLoop {
         this.output.useWorkers((features & FEATURE_LZ4) !== 0 ? Infinity : 1);
         l.sendHelloAck(session, senderLink, this.instance, this.ringSize);
         this.flushLink(l);
-      } else l.foreignFrames++;
+      } else {
+        l.foreignFrames++;
+        // Another sender looks for a receiver: tell it this one is taken (now and then, not
+        // for every HELLO), so that it can say so instead of "no receiver answered".
+        if (session !== core.session && core.phase !== RxPhase.Listen && now - this.busySaidAt[d]! >= BUSY_EVERY_MS) {
+          this.busySaidAt[d] = now;
+          if (l.sendSimple(FrameType.Busy, session, senderLink, 0, sock.rx.subarray(base + 6, base + 12))) this.flushLink(l);
+        }
+      }
       return;
     }
     if (type === FrameType.Reject) {

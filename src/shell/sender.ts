@@ -206,7 +206,7 @@ class SenderLoop {
     const v = sock.rxView;
     const type = v.getUint8(base + OFF_TYPE);
     // HELLO_ACK carries the session; every other frame the pair's (see pairSession).
-    const session = type === FrameType.HelloAck ? this.session : this.pairSession();
+    const session = type === FrameType.HelloAck || type === FrameType.Busy ? this.session : this.pairSession();
     if (v.getUint32(base + OFF_SESSION) !== session || v.getUint8(base + OFF_LINK) !== l.index) {
       l.foreignFrames++;
       return;
@@ -231,6 +231,10 @@ class SenderLoop {
         }
         l.foreignFrames++;
       } else if (!l.peerKnown) l.setPeer(sock.rx, base + 6);
+      return;
+    }
+    if (type === FrameType.Busy) {
+      core.onBusy(l.index);
       return;
     }
     // An ABORT may come before any HELLO_ACK (a receiver that cannot take this stream): the
