@@ -237,8 +237,8 @@ class SenderLoop {
       core.onBusy(l.index);
       return;
     }
-    // An ABORT may come before any HELLO_ACK (a receiver that cannot take this stream): the
-    // session id, random per run, is what makes it ours.
+    // An ABORT may come on a link before its HELLO_ACK (the receiver answered on another link
+    // first): the pair id, random per run and receiver, is what makes it ours.
     const fromPeer = l.peerKnown ? l.samePeer(sock.rx, base + 6) : type === FrameType.Abort;
     if (!fromPeer) {
       l.foreignFrames++;
