@@ -76,16 +76,23 @@ const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : "-");
 const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-");
 const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "-");
 
+/** The scenario of this group, MTU, links (null: any), data and tool label. */
+function scenarioOf(res: BenchResults, group: string, mtu: number, linksDesc: string | null, data: Data, label: string): Scenario | undefined {
+  return res.scenarios.find((x) => x.group === group && x.mtu === mtu && (linksDesc === null || x.linksDesc === linksDesc) && x.data === data && x.label === label);
+}
+
+/** That scenario's statistics, or null when it is missing or none of its runs succeeded. */
+function statsOf(res: BenchResults, group: string, mtu: number, linksDesc: string | null, data: Data, label: string): Stats | null {
+  const s = scenarioOf(res, group, mtu, linksDesc, data, label);
+  if (!s) return null;
+  const st = stats(s);
+  return st.ok > 0 ? st : null;
+}
+
 export function summarize(res: BenchResults): string[] {
   const sc = res.scenarios;
-  const scenario = (group: string, mtu: number, linksDesc: string | null, data: Data, label: string) =>
-    sc.find((x) => x.group === group && x.mtu === mtu && (linksDesc === null || x.linksDesc === linksDesc) && x.data === data && x.label === label);
-  const find = (group: string, mtu: number, linksDesc: string | null, data: Data, label: string) => {
-    const s = scenario(group, mtu, linksDesc, data, label);
-    if (!s) return null;
-    const st = stats(s);
-    return st.ok > 0 ? st : null;
-  };
+  const scenario = (group: string, mtu: number, linksDesc: string | null, data: Data, label: string) => scenarioOf(res, group, mtu, linksDesc, data, label);
+  const find = (group: string, mtu: number, linksDesc: string | null, data: Data, label: string) => statsOf(res, group, mtu, linksDesc, data, label);
   // Run k of every tool on a topology falls in the same round, minutes apart at most: the ratio
   // within a round is spared most of the machine's slower and faster phases.
   const roundRatios = (a: Scenario | undefined, b: Scenario | undefined): string => {
@@ -203,25 +210,19 @@ const FIGURE_2017_MBPS = 340;
 
 export function checkTargets(res: BenchResults): TargetCheck[] {
   const out: TargetCheck[] = [];
-  const get = (pred: (s: Scenario) => boolean) => {
-    const s = res.scenarios.find(pred);
-    if (!s) return null;
-    const st = stats(s);
-    return st.ok > 0 ? { s, st } : null;
-  };
   const add = (figure: string, target: string, measured: string, met: boolean) => out.push({ figure, target, measured, met });
 
-  const l0 = get((s) => s.group === "a" && s.mtu === 9000 && s.data === "random" && s.label === "l2pipe -0");
-  const tcp = get((s) => s.group === "a" && s.mtu === 9000 && s.data === "random" && s.label === "socat TCP");
+  const l0 = statsOf(res, "a", 9000, null, "random", "l2pipe -0");
+  const tcp = statsOf(res, "a", 9000, null, "random", "socat TCP");
   if (l0 && tcp) {
-    const r = l0.st.mbps.med / tcp.st.mbps.med;
-    add("one unshaped veth, MTU 9000, random, -0 / socat TCP", ">= 1.0x", `${f2(r)}x (${f0(l0.st.mbps.med)} / ${f0(tcp.st.mbps.med)} MB/s)`, r >= 1);
+    const r = l0.mbps.med / tcp.mbps.med;
+    add("one unshaped veth, MTU 9000, random, -0 / socat TCP", ">= 1.0x", `${f2(r)}x (${f0(l0.mbps.med)} / ${f0(tcp.mbps.med)} MB/s)`, r >= 1);
   }
   if (l0) {
-    const r = l0.st.mbps.med / FIGURE_2017_MBPS;
+    const r = l0.mbps.med / FIGURE_2017_MBPS;
     add(`the same / the 2017 tool's ${FIGURE_2017_MBPS} MB/s`, ">= 3x", `${f2(r)}x`, r >= 3);
-    const worst = Math.max(l0.st.cpuSend, l0.st.cpuRecv);
-    add("CPU s/GiB, one veth, -0, sender / receiver", "<= 1.5 each", `${f2(l0.st.cpuSend)} / ${f2(l0.st.cpuRecv)}`, worst <= 1.5);
+    const worst = Math.max(l0.cpuSend, l0.cpuRecv);
+    add("CPU s/GiB, one veth, -0, sender / receiver", "<= 1.5 each", `${f2(l0.cpuSend)} / ${f2(l0.cpuRecv)}`, worst <= 1.5);
   }
   for (const mtu of [9000, 1500]) {
     const bar = mtu === 9000 ? 97 : 95;
@@ -230,15 +231,15 @@ export function checkTargets(res: BenchResults): TargetCheck[] {
       if (st.ok === 0 || st.capacityPct === null) continue;
       add(`${s.linksDesc}, MTU ${mtu}, random, ${s.label}: goodput / capacity`, `>= ${bar} %`, `${f1(st.capacityPct)} %`, st.capacityPct >= bar);
     }
-    const pair = get((x) => x.group === "c" && x.mtu === mtu && x.data === "random" && x.label === "l2pipe");
-    if (pair && pair.st.capacityPct !== null) {
-      add(`1 + 1.5 Gbit, MTU ${mtu}, random, default scheduling`, ">= 93 %", `${f1(pair.st.capacityPct)} %`, pair.st.capacityPct >= 93);
+    const pair = statsOf(res, "c", mtu, null, "random", "l2pipe");
+    if (pair && pair.capacityPct !== null) {
+      add(`1 + 1.5 Gbit, MTU ${mtu}, random, default scheduling`, ">= 93 %", `${f1(pair.capacityPct)} %`, pair.capacityPct >= 93);
     }
-    const lc = get((x) => x.group === "b" && x.mtu === mtu && x.linksDesc === "1 x 1 Gbit" && x.data === "compressible" && x.label === "l2pipe");
-    const tc = get((x) => x.group === "b" && x.mtu === mtu && x.linksDesc === "1 x 1 Gbit" && x.data === "compressible" && x.label === "socat TCP");
+    const lc = statsOf(res, "b", mtu, "1 x 1 Gbit", "compressible", "l2pipe");
+    const tc = statsOf(res, "b", mtu, "1 x 1 Gbit", "compressible", "socat TCP");
     if (lc && tc) {
-      const r = lc.st.mbps.med / tc.st.mbps.med;
-      add(`compressible over 1 x 1 Gbit, MTU ${mtu}: l2pipe / socat TCP`, ">= 1.5x", `${f2(r)}x (${f0(lc.st.mbps.med)} / ${f0(tc.st.mbps.med)} MB/s)`, r >= 1.5);
+      const r = lc.mbps.med / tc.mbps.med;
+      add(`compressible over 1 x 1 Gbit, MTU ${mtu}: l2pipe / socat TCP`, ">= 1.5x", `${f2(r)}x (${f0(lc.mbps.med)} / ${f0(tc.mbps.med)} MB/s)`, r >= 1.5);
     }
   }
   const rss = res.scenarios.filter((s) => s.tool === "l2pipe").map(stats).filter((st) => st.ok > 0);
