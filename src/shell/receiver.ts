@@ -214,29 +214,26 @@ class ReceiverLoop {
     const d = l.index;
     if (type === FrameType.Hello) {
       const features = v.getUint32(base + OFF_HELLO_FEATURES);
+      let cannotDecode: string | null = null;
       if ((features & FEATURE_LZ4) !== 0 && !this.lz4Checked && core.phase === RxPhase.Listen) {
         this.lz4Checked = true;
         try {
           loadLz4();
         } catch (e) {
-          // The sender compresses and we cannot decompress: say so to both users.
-          const reason = (e as Error).message;
-          core.onHello(d, now, session, senderLink, v.getUint8(base + OFF_HELLO_LINKS), v.getUint16(base + OFF_HELLO_MTU), features, sock.rx, base + 6);
-          l.setPeer(sock.rx, base + 6);
-          // Answered first, so that the sender takes us for its receiver and heeds the ABORT.
-          l.sendHelloAck(session, senderLink, this.instance, this.ringSize);
-          this.flushLink(l);
-          core.fail(reason, EXIT_SYSTEM);
-          return;
+          cannotDecode = (e as Error).message;
         }
       }
       const ok = core.onHello(d, now, session, senderLink, v.getUint8(base + OFF_HELLO_LINKS), v.getUint16(base + OFF_HELLO_MTU), features, sock.rx, base + 6);
-      if (ok) {
+      if (ok || cannotDecode !== null) {
         l.setPeer(sock.rx, base + 6);
         // A stream without LZ4 chunks has nothing to decode in parallel: one output Worker.
-        this.output.useWorkers((features & FEATURE_LZ4) !== 0 ? Infinity : 1);
+        if (cannotDecode === null) this.output.useWorkers((features & FEATURE_LZ4) !== 0 ? Infinity : 1);
+        // Answered even when we cannot take the stream, so that the sender takes us for its
+        // receiver and heeds the ABORT that follows.
         l.sendHelloAck(session, senderLink, this.instance, this.ringSize);
         this.flushLink(l);
+        // The sender compresses and we cannot decompress: say so to both users.
+        if (cannotDecode !== null) core.fail(cannotDecode, EXIT_SYSTEM);
       } else {
         l.foreignFrames++;
         // Another sender looks for a receiver: tell it this one is taken (now and then, not
