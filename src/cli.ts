@@ -131,9 +131,10 @@ usage:  l2pipe -r [options] DEV...          receive: wire -> stdout
   -3 | -2 | -1 | -0    3, 2, 1 or no parallel lz4 compressors (default 4; sender)
   -a, --weights N.N..  share of the stream per device, 1..10 each, in device order
                        (default: each link takes what it has room for)
-  -t, --timeout SEC    fail when the peer is silent this long (default 5)
+  -t, --timeout SEC    fail when the peer is silent, or the stream stops moving, this
+                       long (default 5; 0.5 to 86400, in steps of 0.001)
   -w, --wait SEC       how long to wait for the peer to appear (sender default 30,
-                       receiver default 0 = forever)
+                       receiver default 0 = forever; else 0.1 to 86400)
   -p, --progress       live progress on stderr
       --size BYTES     expected stream size for progress (10G, 512M, ...)
       --stats-json F   write the final statistics as JSON to file F
@@ -167,11 +168,19 @@ export function parseSize(text: string, option: string): number {
   return bytes;
 }
 
-function parseSeconds(text: string, option: string, allowZero: boolean): number {
+/** Time options: seconds with millisecond resolution, from `minSeconds` to a day; 0 only where it means forever. */
+export const TIMEOUT_MIN_S = 0.5;
+export const WAIT_MIN_S = 0.1;
+const SECONDS_MAX = 86400;
+
+function parseSeconds(text: string, option: string, minSeconds: number, zeroIsForever: boolean): number {
   const n = Number(text);
-  if (text.trim() === "" || !Number.isFinite(n) || n < 0 || (!allowZero && n === 0) || n > 86400) {
-    throw usageError(`${option}: '${text}' is not a number of seconds${allowZero ? " (0 = forever)" : ""}`);
-  }
+  const range = `${zeroIsForever ? "0 (forever) or " : ""}${minSeconds} to ${SECONDS_MAX}`;
+  if (text.trim() === "" || !Number.isFinite(n)) throw usageError(`${option}: '${text}' is not a number of seconds (${range})`);
+  if (zeroIsForever && n === 0) return 0;
+  // Below the minimum a value means nothing the protocol can act on (keepalives come every
+  // 0.1 s), and below the resolution it would round to 0, which means forever.
+  if (n < minSeconds || n > SECONDS_MAX) throw usageError(`${option}: '${text}' is out of range: seconds from ${range}`);
   return Math.round(n * 1000);
 }
 
@@ -183,18 +192,24 @@ function parsePercent(text: string, option: string): number {
   return n;
 }
 
+/** The -a text as an error message shows it: in full when short, else by its count of values. */
+function weightsShown(text: string, count: number): string {
+  return text.length <= 40 ? `-a ${text}` : `-a (${count} values)`;
+}
+
 export function parseWeights(text: string, deviceCount: number): number[] {
   const parts = text.split(".");
+  const shown = weightsShown(text, parts.length);
   // Each value first: in "-a 1.x" the culprit is the 'x', not the count.
   const weights = parts.map((p) => {
     const n = Number(p);
     if (!/^\d+$/.test(p) || n < 1 || n > 10) {
-      throw usageError(`-a ${text}: each weight must be a whole number from 1 to 10 ('${p}' is not)`);
+      throw usageError(`${shown}: each weight must be a whole number from 1 to 10 ('${p.slice(0, 20)}' is not)`);
     }
     return n;
   });
   if (weights.length > deviceCount) {
-    throw usageError(`-a ${text}: ${weights.length} weights for ${deviceCount} device${deviceCount === 1 ? "" : "s"}`);
+    throw usageError(`${shown}: ${weights.length} weights for ${deviceCount} device${deviceCount === 1 ? "" : "s"}`);
   }
   while (weights.length < deviceCount) weights.push(1);
   return weights;
@@ -218,9 +233,9 @@ export function parseCommandLine(argv: string[]): ParseResult {
   const weightsText = str("weights");
 
   const timeoutText = str("timeout");
-  const timeoutMs = timeoutText === undefined ? 5000 : parseSeconds(timeoutText, "-t", false);
+  const timeoutMs = timeoutText === undefined ? 5000 : parseSeconds(timeoutText, "-t", TIMEOUT_MIN_S, false);
   const waitText = str("wait");
-  const waitMs = waitText === undefined ? (mode === "send" ? 30_000 : 0) : parseSeconds(waitText, "-w", true);
+  const waitMs = waitText === undefined ? (mode === "send" ? 30_000 : 0) : parseSeconds(waitText, "-w", WAIT_MIN_S, true);
 
   const sizeText = str("size");
   const sizeHint = sizeText === undefined ? null : parseSize(sizeText, "--size");

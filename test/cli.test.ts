@@ -135,6 +135,13 @@ describe("parseCommandLine", () => {
     [["-s", "-w", "-x", "d0"], /-w needs a value/],
     [["-s", "--stats-json=", "d0"], /--stats-json needs a value/],
     [["-s", "-w", "x", "d0"], /-w: 'x'/],
+    // Below the resolution a wait would round to 0 (forever); below the minimum it means nothing.
+    [["-s", "-w", "0.0004", "d0"], /-w: '0\.0004' is out of range: seconds from 0 \(forever\) or 0\.1 to 86400/],
+    [["-r", "-w", "0.0006", "d0"], /-w: '0\.0006' is out of range/],
+    [["-r", "-t", "0.001", "d0"], /-t: '0\.001' is out of range: seconds from 0\.5 to 86400/],
+    [["-s", "-t", "0.49", "d0"], /-t: '0\.49' is out of range/],
+    [["-s", "-t", "86401", "d0"], /-t: '86401' is out of range/],
+    [["-s", "-a", Array(10_000).fill("1").join("."), "d0", "d1"], /^-a \(10000 values\): 10000 weights for 2 devices$/],
     [["-s", "--size", "lots", "d0"], /--size: 'lots'/],
     [["-s", "-b", "4M", "d0"], /-b.*receiver option/],
     [["-s", "--start-at", "50", "d0"], /--start-at is a receiver option/],
