@@ -116,3 +116,45 @@ describe("faults", () => {
     expect(r.senderFailure).toContain("receiver lost");
   });
 });
+
+describe("path MTU", () => {
+  const MiB = 1 << 20;
+  test("jumbo frames the path never carried: DATA starts at the size that gets through, said once", () => {
+    const r = simulate({ seed: 40, links: [link({ pathMtu: [[0, 1500]] })], streamBytes: 8 * MiB, ringSize: 4 * MiB });
+    expectExact(r, 8 * MiB);
+    expect(r.payloadSizes[0]).toEqual([1470]);
+    expect(r.events.map((e) => e.change)).toEqual([{ from: 9000, to: 1500, ceiling: 9000, midTransfer: false }]);
+    // Found within a few round trips, not seconds.
+    expect(r.events[0]!.at).toBeLessThan(100);
+  });
+  test("a size black-holed on one link mid-stream: that link moves to a smaller size, the stream stays exact", () => {
+    const slow = GBIT / 10;
+    const r = simulate({
+      seed: 41, links: [link({ rate: slow, pathMtu: [[150, 4000]] }), link({ rate: slow })],
+      streamBytes: 24 * MiB, ringSize: 8 * MiB,
+    });
+    expectExact(r, 24 * MiB);
+    expect(r.payloadSizes).toEqual([[8970, 3970], [8970]]);
+    expect(r.events.map((e) => ({ link: e.link, ...e.change }))).toEqual([{ link: 0, from: 9000, to: 4000, ceiling: 9000, midTransfer: true }]);
+    expect(r.events[0]!.at).toBeLessThan(150 + 1500);
+  });
+  test("the only link black-holed mid-stream: the stream goes on at the smaller size", () => {
+    const r = simulate({ seed: 42, links: [link({ rate: GBIT / 10, pathMtu: [[100, 1500]] })], streamBytes: 16 * MiB, ringSize: 8 * MiB });
+    expectExact(r, 16 * MiB);
+    expect(r.payloadSizes[0]).toEqual([8970, 1470]);
+  });
+  test("a size that comes back is used again after the raise timer", () => {
+    const r = simulate({
+      seed: 43, links: [link({ rate: GBIT / 100, pathMtu: [[0, 1500], [5_000, 9000]] })], streamBytes: 48 * MiB, ringSize: 8 * MiB, maxMs: 120_000,
+    });
+    expectExact(r, 48 * MiB);
+    expect(r.payloadSizes[0]).toEqual([1470, 8970]);
+    expect(r.events.map((e) => [e.change.from, e.change.to])).toEqual([[9000, 1500], [1500, 9000]]);
+  });
+  test("no DATA size gets through: the sender fails within the timeout, naming the cause", () => {
+    const r = simulate({ seed: 44, links: [link({ pathMtu: [[50, 100]] })], streamBytes: 8 * MiB, ringSize: 4 * MiB, timing: { peerTimeoutMs: 2000 } });
+    expect(r.senderFailure).toMatch(/^no progress for 2 s: .* drops DATA frames$/);
+    expect(r.senderEndMs).toBeGreaterThan(2000);
+    expect(r.senderEndMs).toBeLessThan(2000 + 1000);
+  });
+});

@@ -14,6 +14,7 @@ import {
   OFF_VERSION, VERSION, readU64, sealFrame, verifyFrame, writeHeader, writeU64,
 } from "../src/wire";
 import { Rng } from "./support/impair";
+import { provePaths } from "./support/prove-paths";
 
 const TWO32 = 0x1_0000_0000;
 
@@ -269,6 +270,7 @@ describe("SenderCore on random and replayed ACKs", () => {
       let now = 0;
       const INSTANCE = 77;
       for (const l of [0, 1]) expect(core.onHelloAck(l, now, mtus[l]!, INSTANCE, RING)).toBe(true);
+      provePaths(core, now);
       core.tick(now, (x) => `dev${x}`);
       expect(core.phase).toBe(Phase.Transfer);
       let appended = 0;
@@ -356,6 +358,7 @@ describe("SenderCore on random and replayed ACKs", () => {
     for (let i = 0; i < 2_000; i++) {
       const core = new SenderCore({ linkCount: 1, mtus: [1500], weights: null, ringSize: 1 << 16, maxCwnd: 1 << 15, timing: defaultTiming(), now: 0 });
       core.onHelloAck(0, 0, 1500, 1, 1 << 16);
+      provePaths(core, 0);
       core.tick(0, () => "d");
       const total = r.int(0, 1 << 30), crc = r.int(0, 0xffffffff) >>> 0;
       const ended = r.next() < 0.8;
@@ -477,6 +480,11 @@ describe("both cores through a lossy, duplicating, reordering, replaying channel
         if (sender.pingDue(l, now)) {
           const p = blank(true, l, "ping");
           p.pn = sender.links[l]!.pnNext - 1;
+          send(p);
+        }
+        while (sender.pollProbe(l, now)) {
+          const p = blank(true, l, "ping");
+          p.pn = sender.probeTx.pn;
           send(p);
         }
         for (let n = 0; n < 20 && sender.pollData(l, now); n++) {

@@ -4,6 +4,7 @@
 // packet and time thresholds, probe timeouts, a NewReno window per link.
 
 import { RangeSet } from "./range-set";
+import { PathMtu, type MtuChange } from "./path-mtu";
 import { expandPn, secondsText, type Timing } from "./timing";
 import { EXIT_NO_PEER, EXIT_TRANSFER } from "../errors";
 import { dataPayloadMax } from "../wire";
@@ -60,7 +61,11 @@ function initialWindow(payloadMax: number): number {
 
 export class SenderLink {
   state = LinkState.Probing;
+  /** Payload of a full-size DATA frame at the link's MTU: the unit of its window. */
   payloadMax: number;
+  /** Payload DATA frames are cut to now: that of the size proven to get through (0: none yet). */
+  frameMax = 0;
+  readonly path = new PathMtu();
   peerMtu = 0;
   pnNext = 0;
   oldestPn = 0;
@@ -96,6 +101,8 @@ export class SenderLink {
   readonly sentLen = new Int32Array(SENT_CAPACITY);
   readonly sentTime = new Float64Array(SENT_CAPACITY);
   readonly sentState = new Uint8Array(SENT_CAPACITY);
+  /** For a path probe, the size (MTU) it tests; 0 for every other frame. */
+  readonly sentProbe = new Uint16Array(SENT_CAPACITY);
 
   constructor(
     readonly index: number,
@@ -110,6 +117,15 @@ export class SenderLink {
     return this.srtt + Math.max(4 * this.rttvar, GRANULARITY_MS);
   }
 }
+
+/** What pollProbe decided: a PING padded to `mtu` bytes after the Ethernet header. */
+export interface ProbeFrame {
+  pn: number;
+  mtu: number;
+}
+
+/** Something the user should hear about, as the shell will word it. */
+export type SenderEvent = { kind: "path-mtu"; link: number; change: MtuChange };
 
 /** What pollData decided: one DATA frame to send. Reused, never reallocated. */
 export interface DataFrame {
@@ -157,6 +173,15 @@ export class SenderCore {
     return this.receiverInstance;
   }
   readonly tx: DataFrame = { pn: 0, offset: 0, len: 0, retransmit: false };
+  readonly probeTx: ProbeFrame = { pn: 0, mtu: 0 };
+  private readonly events: SenderEvent[] = [];
+  /** When the stream last made progress: acknowledged further, or nothing was owed. */
+  private progressAt = -Infinity;
+
+  /** The next event for the user, if any. */
+  pollEvent(): SenderEvent | undefined {
+    return this.events.shift();
+  }
 
   constructor(private readonly cfg: SenderConfig) {
     for (let i = 0; i < cfg.linkCount; i++) {
@@ -177,8 +202,12 @@ export class SenderCore {
     l.lastHeard = now;
     if (l.state === LinkState.Probing) {
       l.peerMtu = peerMtu;
-      l.payloadMax = Math.min(l.mtu, peerMtu) - 30;
+      const ceiling = Math.min(l.mtu, peerMtu);
+      l.payloadMax = dataPayloadMax(ceiling);
       l.cwnd = initialWindow(l.payloadMax);
+      // No DATA until a size is acknowledged end to end (see path-mtu.ts).
+      l.path.start(ceiling, now);
+      this.syncFrameMax(l);
       l.state = LinkState.Up;
       if (this.firstAnswer === -Infinity) this.firstAnswer = now;
       // A link joining late starts level with the others so weights stay fair.
@@ -220,6 +249,7 @@ export class SenderCore {
       // Never believe more than was ever sent.
       this.cumAcked = Math.min(cum, this.nextNew);
       this.cumMovedAt = now;
+      this.progressAt = now;
       this.retx.trimBelow(this.cumAcked);
     }
     if (limit > this.peerLimit) this.peerLimit = limit;
@@ -243,11 +273,15 @@ export class SenderCore {
         const slot = pn & (SENT_CAPACITY - 1);
         const state = l.sentState[slot];
         if (state === Sent.InFlight) {
-          l.bytesInFlight -= l.sentLen[slot];
+          const len = l.sentLen[slot];
+          l.bytesInFlight -= len;
           l.packetsInFlight--;
-          newlyAcked += l.sentLen[slot];
+          newlyAcked += len;
           if (sane && pn === largest) largestNewlyAcked = true;
           l.sentState[slot] = Sent.Acked;
+          if (l.sentProbe[slot] !== 0) {
+            if (l.path.onProbeAcked(l.sentProbe[slot], now)) this.syncFrameMax(l);
+          } else if (len > 0 && l.path.isBig(len)) l.path.onBigDataAcked(now);
         } else if (state === Sent.Lost) {
           l.sentState[slot] = Sent.Acked;
         }
@@ -330,6 +364,7 @@ export class SenderCore {
         else {
           anyUp = true;
           this.onLossTimer(l, now);
+          this.tickPath(l, now);
           if (now - l.lastSent >= this.cfg.timing.keepaliveMs) l.pingDue = true;
         }
       } else if (l.state === LinkState.Down) {
@@ -357,6 +392,7 @@ export class SenderCore {
         this.phase = Phase.Transfer;
         this.transferStart = now;
         this.cumMovedAt = now;
+        this.progressAt = now;
       }
       return;
     }
@@ -369,6 +405,7 @@ export class SenderCore {
       );
       return;
     }
+    if (this.watchdog(now, deviceName)) return;
     if (!anyUp) return;
     if (this.cumAcked >= this.nextNew) this.cumMovedAt = now;
     else if (now - this.cumMovedAt >= this.cfg.timing.linkDownMs) {
@@ -419,11 +456,23 @@ export class SenderCore {
     return true;
   }
 
+  /** Path probe due on this link now, in this.probeTx (it takes a packet number); false for none. */
+  pollProbe(link: number, now: number): boolean {
+    const l = this.links[link];
+    if (l.state !== LinkState.Up || this.phase >= Phase.Done) return false;
+    if (l.pnNext - l.oldestPn >= SENT_CAPACITY) return false;
+    const mtu = l.path.nextProbe();
+    if (mtu === 0) return false;
+    this.probeTx.mtu = mtu;
+    this.probeTx.pn = this.recordSent(l, now, 0, 0, mtu);
+    return true;
+  }
+
   /** Next DATA frame for this link, in this.tx; false when the link has nothing to send. */
   pollData(link: number, now: number): boolean {
     if (this.phase !== Phase.Transfer) return false;
     const l = this.links[link];
-    if (l.state !== LinkState.Up) return false;
+    if (l.state !== LinkState.Up || l.frameMax === 0) return false;
     if (l.bytesInFlight > 0 && l.bytesInFlight + l.payloadMax > l.cwnd) return false;
     if (l.pnNext - l.oldestPn >= SENT_CAPACITY) return false;
 
@@ -471,7 +520,7 @@ export class SenderCore {
   canSend(link: number): boolean {
     if (this.phase !== Phase.Transfer) return false;
     const l = this.links[link];
-    if (l.state !== LinkState.Up) return false;
+    if (l.state !== LinkState.Up || l.frameMax === 0) return false;
     if (l.bytesInFlight > 0 && l.bytesInFlight + l.payloadMax > l.cwnd) return false;
     if (l.pnNext - l.oldestPn >= SENT_CAPACITY) return false;
     return this.retx.count > 0 || this.nextNew < Math.min(this.appended, this.peerLimit);
@@ -483,7 +532,7 @@ export class SenderCore {
     const ring = this.cfg.ringSize;
     // A frame never spans the ring's end, so its payload is one contiguous slice.
     const toRingEnd = ring - (start % ring);
-    return Math.min(end - start, l.payloadMax, toRingEnd);
+    return Math.min(end - start, l.frameMax, toRingEnd);
   }
 
   private withinShare(l: SenderLink): boolean {
@@ -499,9 +548,10 @@ export class SenderCore {
     return min === Infinity ? 0 : min;
   }
 
-  private recordSent(l: SenderLink, now: number, offset: number, len: number): number {
+  private recordSent(l: SenderLink, now: number, offset: number, len: number, probeMtu = 0): number {
     const pn = l.pnNext++;
     const slot = pn & (SENT_CAPACITY - 1);
+    l.sentProbe[slot] = probeMtu;
     l.sentOffset[slot] = offset;
     l.sentLen[slot] = len;
     l.sentTime[slot] = now;
@@ -549,7 +599,8 @@ export class SenderCore {
       if (l.sentState[slot] !== Sent.InFlight) continue;
       if (l.largestAcked - pn >= PACKET_THRESHOLD || l.sentTime[slot] <= now - lossDelay) {
         this.declareLost(l, slot);
-        if (l.sentTime[slot] > lostNewest) lostNewest = l.sentTime[slot];
+        // A lost probe says the size is too big for the path, not that the path is congested.
+        if (l.sentProbe[slot] === 0 && l.sentTime[slot] > lostNewest) lostNewest = l.sentTime[slot];
       }
     }
     if (lostNewest > l.recoveryStart) this.congestionEvent(l, now);
@@ -560,7 +611,12 @@ export class SenderCore {
     const len = l.sentLen[slot];
     l.bytesInFlight -= len;
     l.packetsInFlight--;
+    if (l.sentProbe[slot] !== 0) {
+      l.path.onProbeLost(l.sentProbe[slot]);
+      return;
+    }
     l.framesLost++;
+    if (len > 0 && l.path.isBig(len)) l.path.onBigDataLost();
     const start = l.sentOffset[slot];
     if (len > 0 && start + len > this.cumAcked) {
       if (!this.retx.add(Math.max(start, this.cumAcked), start + len)) {
@@ -628,11 +684,48 @@ export class SenderCore {
   private takeDown(l: SenderLink, now: number): void {
     l.state = LinkState.Down;
     l.timesDown++;
+    l.path.onLinkDown();
     for (let pn = l.oldestPn; pn < l.pnNext; pn++) {
       const slot = pn & (SENT_CAPACITY - 1);
       if (l.sentState[slot] === Sent.InFlight) this.declareLost(l, slot);
     }
     this.advanceOldest(l);
+  }
+
+  private syncFrameMax(l: SenderLink): void {
+    l.frameMax = l.path.proven > 0 ? dataPayloadMax(l.path.proven) : 0;
+  }
+
+  private tickPath(l: SenderLink, now: number): void {
+    const heardRecently = now - l.lastHeard <= 2 * this.cfg.timing.keepaliveMs;
+    const before = l.path.proven;
+    const change = l.path.tick(now, heardRecently, 3 * l.pto());
+    if (l.path.proven !== before) this.syncFrameMax(l);
+    if (change) this.events.push({ kind: "path-mtu", link: l.index, change });
+  }
+
+  /**
+   * The stream owes the receiver data it has room for, yet nothing new was acknowledged for
+   * the timeout, although the receiver is heard (else the peer timeout fires first): the path
+   * drops what carries the data. Fail rather than resend forever.
+   */
+  private watchdog(now: number, deviceName: (link: number) => string): boolean {
+    if (this.phase !== Phase.Transfer) return false;
+    const owed = Math.min(this.appended, this.peerLimit) > this.cumAcked;
+    if (!owed) {
+      this.progressAt = now;
+      return false;
+    }
+    if (now - this.progressAt < this.cfg.timing.peerTimeoutMs) return false;
+    const used = this.links.filter((l) => l.state === LinkState.Up);
+    const names = used.map((l) => deviceName(l.index)).join(", ");
+    const sizes = used.map((l) => (l.frameMax > 0 ? `${l.path.proven}` : "none")).join(", ");
+    this.fail(
+      `no progress for ${secondsText(this.cfg.timing.peerTimeoutMs)}: the receiver answers on ${names || "no link"} but acknowledges none ` +
+        `of the data sent since (frame size in use: ${sizes}); the path between the hosts drops DATA frames`,
+      EXIT_TRANSFER,
+    );
+    return true;
   }
 
   /** Time since the transfer began (since start-up while still looking for the receiver). */

@@ -3,7 +3,7 @@
 
 import { lookupDevice, type Device } from "./device";
 import { PacketSocket } from "./packet-socket";
-import { Poller, POLLOUT } from "../../ffi/libc";
+import { Poller, POLLOUT, addressOf } from "../../ffi/libc";
 import {
   COMMON_END, DATA_HEADER, DONE_LEN, ETH_HEADER, FrameCrc, FrameType, HELLO_LEN, MAX_ABORT_TEXT, MIN_FRAME,
   OFF_ABORT_CODE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_CRC, OFF_DATA_OFFSET, OFF_DONE_CRC, OFF_DONE_TOTAL,
@@ -16,6 +16,9 @@ export const BROADCAST = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 /** Smallest MTU that leaves room for a useful DATA payload. */
 export const MIN_MTU = 576;
 const BATCH = 64;
+/** Padding of path probes: zeros, sent by the kernel straight from here. Big enough for any MTU. */
+const PROBE_PADDING = new Uint8Array(1 << 16);
+let probePaddingPtr = 0;
 
 export class Link {
   readonly txCrc: FrameCrc;
@@ -182,6 +185,20 @@ export class Link {
     const base = this.begin(type, session, link, pn, dst);
     if (base < 0) return false;
     this.commit(base, base + COMMON_END);
+    return true;
+  }
+
+  /** A PING padded to `mtu` bytes after the Ethernet header: does the path carry frames this big? */
+  sendProbe(session: number, link: number, pn: number, mtu: number): boolean {
+    const base = this.begin(FrameType.Ping, session, link, pn);
+    if (base < 0) return false;
+    const v = this.socket.txView;
+    const padding = mtu + ETH_HEADER - COMMON_END;
+    v.setUint16(base + OFF_LEN, mtu);
+    const headCrc = Bun.hash.crc32(this.socket.txHeaders.subarray(base + OFF_LEN, base + COMMON_END));
+    v.setUint32(base + OFF_CRC, Bun.hash.crc32(PROBE_PADDING.subarray(0, padding), headCrc) >>> 0);
+    if (probePaddingPtr === 0) probePaddingPtr = addressOf(PROBE_PADDING);
+    this.socket.txCommit(COMMON_END, probePaddingPtr, padding);
     return true;
   }
 

@@ -77,6 +77,8 @@ export class PacketSocket {
   framesSent = 0;
   bytesSent = 0;
   queueFull = 0;
+  /** Frames the device or its queue refused (ENOBUFS): dropped, not sent. */
+  framesDropped = 0;
 
   // sockaddr_ll / tpacket_stats at 0, their socklen_t at 16, setsockopt values at 32
   private readonly scratch: Uint8Array;
@@ -321,9 +323,17 @@ export class PacketSocket {
         if (n < 0) e = read.i32(this.errnoAddr as Pointer, 0);
       }
       if (n < 0) {
-        if (e === ENOBUFS) this.queueFull++;
-        if (e === EAGAIN || e === ENOBUFS || e === EINTR) return 0;
-        throw this.deviceError("send failed", e);
+        if (e === ENOBUFS) {
+          // The device or its queue dropped the first frame (a full qdisc, or a veth whose
+          // peer's MTU is smaller): it is gone, and retrying it would block the frames behind
+          // it for as long as the cause lasts. Loss recovery resends what mattered.
+          this.queueFull++;
+          this.framesDropped++;
+          n = 1;
+          this.bytesSent -= this.txHeaderLen[0]! + this.txPayloadLen[0]!;
+          this.framesSent--;
+        } else if (e === EAGAIN || e === EINTR) return 0;
+        else throw this.deviceError("send failed", e);
       }
     }
     this.framesSent += n;

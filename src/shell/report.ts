@@ -163,6 +163,14 @@ export class Reporter {
     return choices.find((l) => l.length <= width) ?? choices.at(-1)!.slice(0, Math.max(0, width));
   }
 
+  /** A line the user should see whatever the options: a link that carries less than it could. */
+  warn(text: string): void {
+    // A progress line on a terminal has no newline yet: end it first.
+    if (this.tty && this.printed) process.stderr.write("\n");
+    this.printed = false;
+    process.stderr.write(`l2pipe: ${text}\n`);
+  }
+
   private write(line: string): void {
     this.printed = true;
     process.stderr.write(this.tty ? `\r${line}\x1b[K` : `${line}\n`);

@@ -7,7 +7,7 @@ import { FrameType, FrameCrc, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK
   OFF_SESSION, OFF_TYPE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, FEATURE_LZ4, ETH_HEADER, readU64 } from "../wire";
 import { SenderCore, Phase } from "../core/sender";
 import { defaultTiming } from "../core/timing";
-import { abortOnAllLinks, openLinks, type Link } from "./links";
+import { abortOnAllLinks, openLinks, MIN_MTU, type Link } from "./links";
 import { Poller, POLLIN, POLLOUT, POLLHUP, POLLERR, addressOf, createEventFd, drainEventFd, readFd, setPipeSize, describeErrno } from "../../ffi/libc";
 import { CompressPool, PROBE_EVERY, shrankEnough } from "../compress-pool";
 import { loadLz4, type Lz4 } from "../../ffi/lz4";
@@ -490,7 +490,13 @@ class SenderLoop {
       } else if (core.pingDue(i, now)) {
         l.sendSimple(FrameType.Ping, this.pairSession(), i, core.links[i].pnNext - 1);
       }
+      while (core.pollProbe(i, now)) {
+        if (l.socket.txSlot() < 0) this.flushLink(l);
+        // A probe that finds no slot is simply lost, and counted so.
+        l.sendProbe(this.pairSession(), i, core.probeTx.pn >>> 0, core.probeTx.mtu);
+      }
     }
+    this.tellEvents();
     // Links take turns a few frames at a time, so each gets data as fast as it drains
     // rather than the first in the list filling its queue with everything.
     const n = this.links.length;
@@ -533,6 +539,20 @@ class SenderLoop {
     }
   }
 
+  /** What the core found that the user should know, one line each. */
+  private tellEvents(): void {
+    for (let e = this.core.pollEvent(); e !== undefined; e = this.core.pollEvent()) {
+      const dev = this.links[e.link]!.name;
+      const { from, to, ceiling, midTransfer } = e.change;
+      let text: string;
+      if (to === 0) text = `${dev}: no frame size gets through (tried ${ceiling} down to ${MIN_MTU} bytes); the link carries no data`;
+      else if (to > from) text = `${dev}: frames up to ${to} bytes arrive again; using ${to}`;
+      else if (midTransfer) text = `${dev}: frames above ${to} bytes stopped arriving; using ${to}`;
+      else text = `${dev}: frames above ${to} bytes do not arrive (the link's MTU is ${ceiling}); using ${to}`;
+      this.reporter.warn(text);
+    }
+  }
+
   // ---- sleep ---------------------------------------------------------------------------
 
   private sleep(now: number): void {
@@ -572,7 +592,7 @@ class SenderLoop {
         return {
           device: l.name,
           state: ["probing", "up", "down"][c.state],
-          mtu: Math.min(l.device.mtu, c.peerMtu || l.device.mtu),
+          mtu: c.path.proven || Math.min(l.device.mtu, c.peerMtu || l.device.mtu),
           framesSent: c.framesSent,
           bytesSent: c.bytesSent,
           framesRetransmitted: c.framesRetransmitted,

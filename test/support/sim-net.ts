@@ -2,7 +2,7 @@
 // loss, duplication and reordering, links that die and come back, a reader of any speed.
 // Every byte the receiver releases is checked against what the sender put in.
 
-import { SenderCore, Phase } from "../../src/core/sender";
+import { SenderCore, Phase, type SenderEvent } from "../../src/core/sender";
 import { ReceiverCore, RxPhase, Accept } from "../../src/core/receiver";
 import { defaultTiming, type Timing } from "../../src/core/timing";
 
@@ -19,6 +19,9 @@ export interface SimLink {
   reorderMs?: number;
   /** Dead (both directions) during [from, to). */
   dead?: Array<[number, number]>;
+  /** Largest frame (as an MTU: bytes after the Ethernet header) the path carries from a time
+   * on, in time order; frames above it vanish, like behind a switch with smaller ports. */
+  pathMtu?: Array<[number, number]>;
 }
 
 export interface SimOptions {
@@ -44,6 +47,8 @@ export interface SimResult {
   senderFailure: string | null;
   receiverFailure: string | null;
   endMs: number;
+  /** When the sender was done or failed (-1: never). */
+  senderEndMs: number;
   /** Time the receiver had released all bytes. */
   deliveredMs: number;
   consumed: number;
@@ -52,6 +57,10 @@ export interface SimResult {
   bytesSent: number[];
   retransmitted: number;
   duplicatesSeen: number;
+  /** What the sender had to tell the user, with the time it did. */
+  events: Array<SenderEvent & { at: number }>;
+  /** Per link, the frame payload sizes it sent DATA with, in order of first use. */
+  payloadSizes: number[][];
 }
 
 interface Frame {
@@ -117,8 +126,15 @@ export function simulate(opts: SimOptions): SimResult {
   let senderAlive = true;
   let receiverAlive = true;
   const name = (i: number) => `sim${i}`;
+  const events: Array<SenderEvent & { at: number }> = [];
+  const payloadSizes: number[][] = opts.links.map(() => []);
 
   const isDead = (link: number, t: number) => (opts.links[link].dead ?? []).some(([a, b]) => t >= a && t < b);
+  const pathMtuAt = (link: number, t: number) => {
+    let mtu = Infinity;
+    for (const [from, m] of opts.links[link].pathMtu ?? []) if (t >= from) mtu = m;
+    return mtu;
+  };
 
   function transmit(f: Omit<Frame, "at">, size: number): void {
     const spec = opts.links[f.link];
@@ -126,7 +142,7 @@ export function simulate(opts: SimOptions): SimResult {
     const start = Math.max(now, busyUntil[dir]);
     const done = start + size / spec.rate;
     busyUntil[dir] = done;
-    if (isDead(f.link, now)) return;
+    if (isDead(f.link, now) || size - 14 > pathMtuAt(f.link, now)) return;
     const loss = f.toReceiver ? (spec.loss ?? 0) : (spec.ackLoss ?? spec.loss ?? 0);
     if (rnd() < loss) return;
     let at = done + spec.delayMs;
@@ -186,6 +202,7 @@ export function simulate(opts: SimOptions): SimResult {
 
   const finished = (p: Phase | RxPhase) => p === 3 || p === 4;
   let endMs = 0;
+  let senderEndMs = -1;
   while (now < maxMs) {
     // Deliver what has arrived, in arrival order.
     if (unsorted) inTransit.sort((a, b) => a.at - b.at);
@@ -199,6 +216,7 @@ export function simulate(opts: SimOptions): SimResult {
 
     if (senderAlive) {
       sender.tick(now, name);
+      for (let e = sender.pollEvent(); e; e = sender.pollEvent()) events.push({ ...e, at: now });
       // Produce the stream into the ring as space frees up.
       const room = sender.ringFreeUpTo() + ring;
       const target = Math.min(opts.streamBytes, room);
@@ -216,8 +234,15 @@ export function simulate(opts: SimOptions): SimResult {
           f.pn = sender.links[i].pnNext - 1;
           transmit(f, 64);
         }
+        while (sender.pollProbe(i, now)) {
+          const f = blank(i, true, "ping");
+          f.pn = sender.probeTx.pn;
+          transmit(f, sender.probeTx.mtu + 14);
+        }
         while (linkHasRoom(i) && sender.pollData(i, now)) {
           const tx = sender.tx;
+          const sizes = payloadSizes[i]!;
+          if (tx.len === sender.links[i].frameMax && sizes[sizes.length - 1] !== tx.len) sizes.push(tx.len);
           const f = blank(i, true, "data");
           f.pn = tx.pn;
           f.offset = tx.offset;
@@ -270,6 +295,7 @@ export function simulate(opts: SimOptions): SimResult {
     }
 
     const senderOver = !senderAlive || finished(sender.phase);
+    if (finished(sender.phase) && senderEndMs < 0) senderEndMs = now;
     const receiverOver = !receiverAlive || finished(receiver.phase);
     if (senderOver && receiverOver) {
       endMs = now;
@@ -296,8 +322,10 @@ export function simulate(opts: SimOptions): SimResult {
     senderPhase: sender.phase,
     receiverPhase: receiver.phase,
     senderFailure: sender.failure,
+    events,
     receiverFailure: receiver.failure,
     endMs,
+    senderEndMs,
     deliveredMs,
     consumed: receiver.consumed,
     corruptBytes,
@@ -305,5 +333,6 @@ export function simulate(opts: SimOptions): SimResult {
     bytesSent: sender.links.map((l) => l.bytesSent),
     retransmitted,
     duplicatesSeen: receiver.links.reduce((s, l) => s + l.duplicates, 0),
+    payloadSizes,
   };
 }
