@@ -251,7 +251,7 @@ export class Link {
     v.setUint16(base + OFF_LEN, DATA_HEADER - ETH_HEADER + len);
     const crc = ringCrc.of(ringOffset, ringOffset + len, Bun.hash.crc32(this.dataHeaderViews[slot]!) >>> 0);
     v.setUint32(base + OFF_CRC, crc);
-    this.socket.txCommit(DATA_HEADER, ringPtr + ringOffset, len);
+    this.socket.txCommit(DATA_HEADER, ringPtr + ringOffset, len, offset);
     return true;
   }
 

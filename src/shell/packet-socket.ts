@@ -18,6 +18,8 @@ export const ETHERTYPE_L2PIPE = 0x88b5;
 export const TX_HEADER_SLOT = 512;
 
 const PAGE = 4096;
+/** How long a frame the device keeps refusing (ENOBUFS) is retried before it is given up. */
+const REFUSED_DROP_MS = 20;
 // Receive slots start 64 bytes past a page boundary: page-aligned destinations made the kernel's
 // copy markedly slower and the receiver dropped frames (platform notes).
 const RX_SLOT_SKEW = 64;
@@ -72,13 +74,17 @@ export class PacketSocket {
   private readonly txHeaderLen: Int32Array;
   private readonly txPayloadPtr: Float64Array;
   private readonly txPayloadLen: Int32Array;
+  /** Per pending slot, a number of the caller's (the stream offset of a DATA frame's payload). */
+  private readonly txTag: Float64Array;
   private pending = 0;
   /** Frames and bytes the kernel has taken, and how often its queue was full (ENOBUFS). */
   framesSent = 0;
   bytesSent = 0;
   queueFull = 0;
-  /** Frames the device or its queue refused (ENOBUFS): dropped, not sent. */
+  /** Frames the device refused (ENOBUFS) for longer than REFUSED_DROP_MS: given up, not sent. */
   framesDropped = 0;
+  /** Since when the first pending frame has been refused; -1 while it is not. */
+  private refusedSince = -1;
 
   // sockaddr_ll / tpacket_stats at 0, their socklen_t at 16, setsockopt values at 32
   private readonly scratch: Uint8Array;
@@ -214,6 +220,7 @@ export class PacketSocket {
     this.txHeaderLen = new Int32Array(Math.max(256, batch));
     this.txPayloadPtr = new Float64Array(Math.max(128, batch));
     this.txPayloadLen = new Int32Array(Math.max(256, batch));
+    this.txTag = new Float64Array(Math.max(128, batch));
   }
 
   // ------------------------------------------------------------------ receive
@@ -285,7 +292,7 @@ export class PacketSocket {
   /** Queues the frame in the slot given by the last txSlot(): headerLen bytes of its header slot
    * followed by payloadLen bytes at payloadPtr (0/0 for none). The payload memory must stay
    * alive and unchanged until flush() has sent this frame. */
-  txCommit(headerLen: number, payloadPtr: number, payloadLen: number): void {
+  txCommit(headerLen: number, payloadPtr: number, payloadLen: number, tag = Infinity): void {
     const i = this.pending;
     if (i >= this.batch) throw new L2Error(`device ${this.dev.name}: txCommit with all ${this.batch} slots pending`);
     if (headerLen < 0 || headerLen > TX_HEADER_SLOT) {
@@ -294,12 +301,20 @@ export class PacketSocket {
     this.txHeaderLen[i] = headerLen;
     this.txPayloadPtr[i] = payloadPtr;
     this.txPayloadLen[i] = payloadLen;
+    this.txTag[i] = tag;
     this.writeTxIov(i);
     this.pending = i + 1;
   }
 
   txPending(): number {
     return this.pending;
+  }
+
+  /** The smallest tag of the frames not yet sent (Infinity for none). */
+  txLowestTag(): number {
+    let low = Infinity;
+    for (let i = 0; i < this.pending; i++) if (this.txTag[i]! < low) low = this.txTag[i]!;
+    return low;
   }
 
   /** Forgets every pending frame (when the run is over and only a last word still matters). */
@@ -309,11 +324,13 @@ export class PacketSocket {
 
   /** Sends the pending frames in order with one sendmmsg(MSG_DONTWAIT); returns how many went.
    * The unsent rest stays pending (moved to slots 0..) for the next flush. A full socket buffer
-   * or queue (EAGAIN/ENOBUFS) sends 0; a down or vanished device throws an L2Error. */
+   * or queue (EAGAIN/ENOBUFS) sends 0; a frame the device refuses for REFUSED_DROP_MS counts
+   * as gone (1); a down or vanished device throws an L2Error. */
   flush(): number {
     const total = this.pending;
     if (total === 0) return 0;
     let n = this.l.sendmmsg(this.fd, this.txMsgsPtr as Pointer, total, MSG_DONTWAIT);
+    if (n > 0) this.refusedSince = -1;
     if (n < 0) {
       let e = read.i32(this.errnoAddr as Pointer, 0);
       if (e === ENETDOWN) {
@@ -324,10 +341,19 @@ export class PacketSocket {
       }
       if (n < 0) {
         if (e === ENOBUFS) {
-          // The device or its queue dropped the first frame (a full qdisc, or a veth whose
-          // peer's MTU is smaller): it is gone, and retrying it would block the frames behind
-          // it for as long as the cause lasts. Loss recovery resends what mattered.
-          this.queueFull++;
+          // The device or its queue dropped the first frame. A full queue drains within
+          // milliseconds, so it is sent again; a frame still refused after REFUSED_DROP_MS is
+          // one the device never takes (a veth whose peer's MTU is smaller): it is given up,
+          // or it would block every frame behind it. Loss recovery resends what mattered.
+          const t = performance.now();
+          if (this.refusedSince < 0) {
+            this.refusedSince = t;
+            this.queueFull++;
+          }
+          if (t - this.refusedSince < REFUSED_DROP_MS) return 0;
+          // Not a full queue after all: the queue sizer must not shrink for it.
+          this.queueFull--;
+          this.refusedSince = -1;
           this.framesDropped++;
           n = 1;
           this.bytesSent -= this.txHeaderLen[0]! + this.txPayloadLen[0]!;
@@ -348,6 +374,7 @@ export class PacketSocket {
     this.txHeaderLen.copyWithin(0, n, total);
     this.txPayloadPtr.copyWithin(0, n, total);
     this.txPayloadLen.copyWithin(0, n, total);
+    this.txTag.copyWithin(0, n, total);
     for (let i = 0; i < rest; i++) this.writeTxIov(i);
     this.pending = rest;
     return n;

@@ -389,6 +389,8 @@ class ReceiverLoop {
           badFrames: l.badFrames,
           foreignFrames: l.foreignFrames,
           kernelDrops: l.countKernelDrops(),
+          // A greeted link without data had nothing wrong with it (a short stream).
+          unused: c.senderLink < 0 ? "no sender greeted on it (does the sender list the device it is cabled to?)" : undefined,
         };
       }),
     };

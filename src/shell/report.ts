@@ -26,6 +26,8 @@ export interface LinkStats {
   srttMs?: number | null;
   /** Sender: the kernel send buffer granted now (sized to the link's rate). */
   sendQueueBytes?: number;
+  /** Why a listed device carried no data; absent when it carried some. */
+  unused?: string;
 }
 
 export interface RunStats {
@@ -179,6 +181,9 @@ export class Reporter {
   finish(stats: RunStats, ok: boolean, error: string | null = null): void {
     stats.ok = ok;
     stats.error = error;
+    // A user who cabled two links and got the speed of one should hear which one and why. (A
+    // failed run's own message names its cause.)
+    if (ok) for (const l of stats.links) if (l.unused) this.warn(`${l.device} carried no data: ${l.unused}`);
     if (this.opts.progress) {
       // The last word of -p is where the stream ended, even for a run shorter than one tick.
       const done = ok ? stats.inputBytes : progressBytes(stats);

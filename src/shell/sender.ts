@@ -5,7 +5,7 @@
 import { FrameType, FrameCrc, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK_RANGES, OFF_ACK_RANGES_N,
   OFF_DONE_CRC, OFF_DONE_TOTAL, OFF_HELLO_INSTANCE, OFF_HELLO_MTU, OFF_HELLO_WINDOW, OFF_LINK,
   OFF_SESSION, OFF_TYPE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, FEATURE_LZ4, ETH_HEADER, readU64 } from "../wire";
-import { SenderCore, Phase } from "../core/sender";
+import { SenderCore, Phase, LinkState } from "../core/sender";
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, MIN_MTU, type Link } from "./links";
 import { Poller, POLLIN, POLLOUT, POLLHUP, POLLERR, addressOf, createEventFd, drainEventFd, readFd, setPipeSize, describeErrno } from "../../ffi/libc";
@@ -44,6 +44,15 @@ const enum Route {
   Pool,
   /** Not yet: a chunk for the ring waits until every pooled chunk before it is in the ring. */
   Wait,
+}
+
+/** Why a link carried no DATA, in the user's terms; undefined when nothing was wrong with it
+ * (a stream so short that the other links carried all of it). */
+function unusedReason(c: SenderCore["links"][number]): string | undefined {
+  if (c.state === LinkState.Probing) return "no receiver answered on it (does the receiver list the device it is cabled to?)";
+  if (c.path.ceiling > 0 && c.path.proven === 0) return `no frame of ${MIN_MTU} bytes or more got through to the receiver`;
+  if (c.state === LinkState.Down) return "it went down";
+  return undefined;
 }
 
 /** DATA frames a link may queue before the next link gets its turn. */
@@ -270,8 +279,20 @@ class SenderLoop {
 
   // ---- input ---------------------------------------------------------------------------
 
+  /**
+   * Ring bytes below this stream offset may be overwritten: acknowledged, and not the payload
+   * of a frame still waiting in a socket's batch. (The kernel copies a payload only when the
+   * frame is sent; a frame whose bytes were acknowledged through another link meanwhile would
+   * otherwise go out with new bytes under its old CRC.)
+   */
+  private reusableBelow(): number {
+    let below = this.core.cumAcked;
+    for (const l of this.links) if (l.socket.txPending() > 0) below = Math.min(below, l.socket.txLowestTag());
+    return below;
+  }
+
   private ringFree(): number {
-    return this.core.cumAcked + this.ringSize - this.appended;
+    return this.reusableBelow() + this.ringSize - this.appended;
   }
 
   private readInput(now: number): void {
@@ -332,7 +353,7 @@ class SenderLoop {
       this.filled = 0;
     }
     const pos = this.rawStart + RECORD_HEADER + this.filled;
-    const free = this.core.cumAcked + this.ringSize - pos;
+    const free = this.reusableBelow() + this.ringSize - pos;
     const contiguous = this.ringSize - (pos % this.ringSize);
     const want = Math.min(this.chunkSize - this.filled, free, contiguous);
     if (want <= 0) return 0;
@@ -353,7 +374,7 @@ class SenderLoop {
       if (route === Route.Pool) return this.heldRecord < 0 && this.pool!.freeSlots() > 0;
       return route === Route.Ring && this.ringFree() >= RECORD_HEADER + this.chunkSize;
     }
-    const free = this.core.cumAcked + this.ringSize - (this.rawStart + RECORD_HEADER + this.filled);
+    const free = this.reusableBelow() + this.ringSize - (this.rawStart + RECORD_HEADER + this.filled);
     return free >= Math.min(this.chunkSize - this.filled, 64 * 1024);
   }
 
@@ -605,6 +626,7 @@ class SenderLoop {
           timesDown: c.timesDown,
           srttMs: c.hasRtt ? c.srtt : null,
           sendQueueBytes: l.socket.sndBufActual,
+          unused: c.bytesSent > 0 ? undefined : unusedReason(c),
         };
       }),
     };

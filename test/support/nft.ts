@@ -85,6 +85,13 @@ export async function addDropRule(ns: string, dev: string, percent: number, hook
   return addRule(ns, table, chain, `ether type 0x88b5 ${chance(percent)} counter drop`);
 }
 
+/** Drops every l2pipe DATA frame (type byte at offset 23) entering dev, and nothing else: a path
+ * that passes the handshake, probes and acknowledgements but no data. */
+export async function addDropDataRule(ns: string, dev: string): Promise<NftRule> {
+  const { table, chain } = await ensureChain(ns, dev, "ingress");
+  return addRule(ns, table, chain, `ether type 0x88b5 @ll,184,8 3 counter drop`);
+}
+
 // A copy sent by `dup to` passes the egress hook again and would itself be duplicated (measured:
 // p/(1-p) extra copies instead of p, and the kernel's recursion limit silently drops third-level
 // copies after the counter saw them). The mark, which both copies carry, stops that.
