@@ -6,6 +6,24 @@ import { L2Error, EXIT_TRANSFER, usageError } from "./errors";
 import { runSender } from "./shell/sender";
 import { runReceiver } from "./shell/receiver";
 import { Interrupts } from "./shell/interrupts";
+import { readFileSync, readlinkSync } from "node:fs";
+
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * Was this standard descriptor closed when we were started (`>&-`)? The runtime then puts
+ * /dev/null there, opened close-on-exec, which no shell redirection does: without this check a
+ * receiver would write the whole stream to /dev/null and exit 0.
+ */
+function wasClosed(fd: number): boolean {
+  try {
+    if (readlinkSync(`/proc/self/fd/${fd}`) !== "/dev/null") return false;
+    const flags = /^flags:\s+([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"));
+    return flags !== null && (parseInt(flags[1]!, 8) & O_CLOEXEC) !== 0;
+  } catch {
+    return false;
+  }
+}
 
 async function main(argv: string[]): Promise<number> {
   const parsed = parseCommandLine(argv);
@@ -18,6 +36,10 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const opts = parsed.options;
+  const stream = opts.mode === "receive" ? 1 : 0;
+  if (wasClosed(stream)) {
+    throw usageError(`${stream === 1 ? "stdout" : "stdin"} is closed: give the stream a ${stream === 1 ? "file or pipe to go to" : "file or pipe to come from"}`);
+  }
   if (opts.mode === "receive" && process.stdout.isTTY) {
     throw usageError("stdout is a terminal: redirect the stream to a file or a pipe (l2pipe -r DEV > FILE)");
   }

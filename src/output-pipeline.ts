@@ -22,7 +22,8 @@ export const MAX_OUTPUT_WORKERS = 16;
 // BigInt64 indices
 export const OB_PUBLISHED = 0;
 export const OB_CONSUMED = 1;
-export const OB_WRITTEN = 2;
+export const OB_WRITTEN = 2; // original bytes of the verified chunks handed to the output
+export const OB_OUT = 3; // bytes write() took: what stdout really got, block buffer excluded
 export const OB_CHAIN_POS = 4; // MAX_OUTPUT_WORKERS mailboxes: wire offset of record k in [k % n]
 export const OB_WORDS = OB_CHAIN_POS + MAX_OUTPUT_WORKERS;
 // Int32 indices (after the BigInt words)
@@ -39,6 +40,7 @@ export const OI_LOCK = I0 + 8; // serialises a late dlopen of liblz4 between wor
 export const OI_BLOCK_FILL = I0 + 9; // bytes waiting in the shared block buffer (touched by the turn holder only)
 export const OI_CHAIN_SEQ = I0 + 10; // MAX_OUTPUT_WORKERS: record index whose offset is in the mailbox
 export const OI_ACTIVE = OI_CHAIN_SEQ + MAX_OUTPUT_WORKERS; // workers taking records (0: not said yet)
+export const OI_EXITED = OI_ACTIVE + 1; // workers whose loop has ended
 // Float64 indices: per-worker stall milliseconds
 export const OF_STALL_MS = (OI_ACTIVE + 2) / 2;
 export const OUT_ERROR_OFF = (OF_STALL_MS + MAX_OUTPUT_WORKERS) * 8; // UTF-8 error message bytes
@@ -53,6 +55,8 @@ export interface OutputStatus {
   finished: boolean;
   error: string | null;
   written: number;
+  /** Bytes written to the output fd so far, exactly. */
+  outBytes: number;
   streamCrc: number;
   chunks: number;
   /** Milliseconds a worker waited for wire data (the output stage was starved); mean over workers. */
@@ -181,11 +185,29 @@ export class OutputPipeline {
       finished: state === STATE_FINISHED,
       error,
       written: Number(Atomics.load(this.big, OB_WRITTEN)),
+      outBytes: Number(Atomics.load(this.big, OB_OUT)),
       streamCrc: Atomics.load(this.i32, OI_STREAM_CRC) >>> 0,
       chunks: Atomics.load(this.i32, OI_CHUNKS),
       stallMs: stall / active,
       lz4Chunks: Atomics.load(this.i32, OI_LZ4_CHUNKS),
     };
+  }
+
+  /**
+   * Stops the workers and waits up to `waitMs` for them to leave, so that outBytes is final: a
+   * failed run reports exactly how much of the stream reached stdout. (A write blocked on a
+   * reader that stopped reading cannot be waited out.)
+   */
+  stop(waitMs: number): void {
+    Atomics.store(this.i32, OI_STOP, 1);
+    wakeAll(this.i32);
+    const until = performance.now() + waitMs;
+    for (;;) {
+      const exited = Atomics.load(this.i32, OI_EXITED);
+      const left = until - performance.now();
+      if (exited >= this.workers.length || left <= 0) return;
+      Atomics.wait(this.i32, OI_EXITED, exited, left);
+    }
   }
 
   close(): void {
@@ -199,9 +221,14 @@ function stopWorkers(i32: Int32Array, workers: Worker[]): void {
   // Workers leave their waits on STOP and exit by themselves; terminate() is the backstop
   // (it cannot interrupt a write() blocked on a stalled reader: process exit does).
   Atomics.store(i32, OI_STOP, 1);
+  wakeAll(i32);
+  for (const w of workers) w.terminate();
+}
+
+/** Wakes every wait a worker may be in, so that it sees STOP. */
+function wakeAll(i32: Int32Array): void {
   Atomics.notify(new BigInt64Array(i32.buffer), OB_PUBLISHED);
   Atomics.notify(i32, OI_TURN);
   Atomics.notify(i32, OI_ACTIVE);
   for (let i = 0; i < MAX_OUTPUT_WORKERS; i++) Atomics.notify(i32, OI_CHAIN_SEQ + i);
-  for (const w of workers) w.terminate();
 }

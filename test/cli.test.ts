@@ -246,6 +246,18 @@ describe("the binary", () => {
     expectUsageError(await runHere([]), /say -s \(send\) or -r \(receive\)/);
   });
 
+  test("a closed stdout (receiver) or stdin (sender) is refused at once, not taken for /dev/null", async () => {
+    const run = async (script: string) => {
+      const p = Bun.spawn(["sh", "-c", script], { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+      const [stdout, stderr] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
+      return { code: await p.exited, stdout, stderr };
+    };
+    expectUsageError(await run(`exec '${BINARY}' -r nosuchdev0 >&-`), /^l2pipe: stdout is closed/);
+    expectUsageError(await run(`exec '${BINARY}' -s nosuchdev0 <&-`), /^l2pipe: stdin is closed/);
+    // /dev/null given on purpose is the user's choice: the run goes on to the device check.
+    expectUsageError(await run(`exec '${BINARY}' -r nosuchdev0 > /dev/null`), /nosuchdev0/);
+  });
+
   describe("refusals on real devices", () => {
     // Links 0 and 1 are up; link 2 is down on the sender's side (so the receiver's end has no
     // carrier). Every run is inside the topology's namespaces: a refusal that wrongly went

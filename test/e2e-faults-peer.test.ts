@@ -86,7 +86,7 @@ async function killMidStream(victim: "sender" | "receiver", name: string) {
   const r = await transfer(t, {
     input,
     senderArgs: ["-0", "-t", "2"],
-    receiverArgs: ["-t", "2"],
+    receiverArgs: ["-t", "2", "-v", "--stats-json", `${input}.r.json`],
     timeoutMs: 30_000,
     during: async ({ sender, receiver }) => {
       await until(() => sizeOf(outputOf(input)) >= 8 * MB || !running(receiver), 10_000, "output");
@@ -105,7 +105,11 @@ describe("a side killed with SIGKILL", () => {
     console.log(`sender killed: receiver exit ${r.receiver.code} after ${peerMs.toFixed(0)} ms, ${sizeOf(out)} bytes written`);
     expect(r.sender.code).toBe(137);
     expect(r.receiver.code).toBe(1);
-    expect(oneLine(r.receiver.stderr)).toContain("sender lost");
+    expect(r.receiver.stderr.trim().split("\n").at(-1)).toContain("sender lost");
+    // How far a failed backup got is what the user relies on: exact, in bytes.
+    const written = ((await Bun.file(`${input}.r.json`).json()) as { inputBytes: number }).inputBytes;
+    expect(written).toBe(sizeOf(out));
+    expect(r.receiver.stderr).toContain(`${sizeOf(out)} bytes`);
     expect(peerMs).toBeLessThan(2000 + 1000);
     expect(sizeOf(out)).toBeGreaterThanOrEqual(8 * MB);
     expect(sizeOf(out)).toBeLessThan(64 * MB);

@@ -81,7 +81,7 @@ describe("reporting", () => {
       expect(lines.length).toBeGreaterThanOrEqual(2);
       expect(err).toMatch(new RegExp(`^l2pipe ${role}: 8\\.0 MiB, .* MB/s avg, wire 8\\.0 MiB`, "m"));
       // The -v summary, per link, after the progress lines.
-      expect(err).toMatch(new RegExp(`^l2pipe ${role}: done in [\\d.]+ s: 8\\.0 MiB (read from stdin|written to stdout)`, "m"));
+      expect(err).toMatch(new RegExp(`^l2pipe ${role}: done in [\\d.]+ s: ${bytes} bytes \\(8\\.0 MiB\\) (read from stdin|written to stdout)`, "m"));
       for (const d of role === "send" ? topo.devsA : topo.devsB) expect(err).toContain(`  ${d}: up`);
       expect(err.indexOf(" done in ")).toBeGreaterThan(err.lastIndexOf("MB/s now"));
       // No error line.

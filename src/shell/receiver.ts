@@ -149,6 +149,8 @@ class ReceiverLoop {
   private abort(reason: string, code: number): number {
     const core = this.core;
     abortOnAllLinks(this.links, this.pairSession(), (l) => core.links[l.index].senderLink, code, reason);
+    // What was verified may still be on its way out: let it finish, so the count below is exact.
+    this.output.stop(500);
     this.reporter.finish(this.statistics(performance.now()), false, reason);
     throw new L2Error(reason, code);
   }
@@ -365,7 +367,7 @@ class ReceiverLoop {
     return {
       role: "receive" as const,
       elapsedMs: now - (core.transferStart ?? this.started),
-      inputBytes: st.written,
+      inputBytes: st.outBytes,
       wireBytes: core.cum,
       output: { chunks: st.chunks, lz4Chunks: st.lz4Chunks, stallMs: st.stallMs },
       buffer: this.opts.bufferBytes > 0

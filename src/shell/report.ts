@@ -215,7 +215,9 @@ export function summary(s: RunStats): string {
   const lines: string[] = [];
   const secs = s.elapsedMs / 1000;
   const verb = s.role === "send" ? "read from stdin" : "written to stdout";
-  lines.push(`l2pipe ${s.role}: ${s.ok ? "done" : "FAILED"} in ${secs.toFixed(2)} s: ${size(s.inputBytes)} ${verb} (${rate(s.inputBytes, s.elapsedMs)}), ${size(s.wireBytes)} on the wire`);
+  // Exact bytes, not only a rounded size: after a failure this is how far the stream got.
+  const amount = s.inputBytes >= 1024 ? `${s.inputBytes} bytes (${size(s.inputBytes)})` : size(s.inputBytes);
+  lines.push(`l2pipe ${s.role}: ${s.ok ? "done" : "FAILED"} in ${secs.toFixed(2)} s: ${amount} ${verb} (${rate(s.inputBytes, s.elapsedMs)}), ${size(s.wireBytes)} on the wire`);
   const c = s.compression;
   if (c && c.chunks > 0) {
     lines.push(

@@ -92,6 +92,8 @@ class SenderLoop {
   // Input side
   private appended = 0;
   private total = 0;
+  /** Bytes read from stdin, chunked or not yet: what a failed run reports as read. */
+  private bytesRead = 0;
   private streamCrc = 0;
   private eof = false;
   private endQueued = false;
@@ -399,6 +401,7 @@ class SenderLoop {
       return 0;
     }
     this.filled += n;
+    this.bytesRead += n;
     return n;
   }
 
@@ -604,7 +607,7 @@ class SenderLoop {
     return {
       role: "send" as const,
       elapsedMs: core.elapsed(now),
-      inputBytes: this.total,
+      inputBytes: this.bytesRead,
       wireBytes: this.appended,
       ackedWireBytes: core.cumAcked,
       compression: this.pool ? { ...this.pool.stats(), linksWaitedMs: this.linksWaitedMs } : null,

@@ -7,7 +7,7 @@ import { addressOf, EAGAIN, EPIPE, libc, setPipeSize, signalEventFd, strerror, w
 import { loadLz4, lz4Bound, type Lz4 } from "../../ffi/lz4";
 import { L2Error } from "../errors";
 import {
-  MAX_OUTPUT_WORKERS, OB_CHAIN_POS, OB_CONSUMED, OB_PUBLISHED, OB_WRITTEN, OF_STALL_MS, OI_CHAIN_SEQ, OI_CHUNKS,
+  MAX_OUTPUT_WORKERS, OB_CHAIN_POS, OB_CONSUMED, OB_OUT, OB_PUBLISHED, OB_WRITTEN, OF_STALL_MS, OI_CHAIN_SEQ, OI_CHUNKS, OI_EXITED,
   OI_ACTIVE, OI_BLOCK_FILL, OI_ERROR_LEN, OI_LOCK, OI_LZ4_CHUNKS, OI_STATE, OI_STOP, OI_STREAM_CRC, OI_TURN, OI_WAITING, OUT_ERROR_MAX,
   OUT_ERROR_OFF, STATE_FAILED, STATE_FINISHED, STATE_RUNNING, type OutputInit,
 } from "../output-pipeline";
@@ -34,7 +34,13 @@ self.onmessage = (ev: MessageEvent) => {
   }
   if (init.id === 0) setPipeSize(init.outFd, 1 << 20); // fails harmlessly when not a pipe
   postMessage({ type: "ready" });
-  new Output(init, lz4).run();
+  const i32 = new Int32Array(init.ctl);
+  try {
+    new Output(init, lz4).run();
+  } finally {
+    Atomics.add(i32, OI_EXITED, 1);
+    Atomics.notify(i32, OI_EXITED);
+  }
   process.exit(0);
 };
 
@@ -102,16 +108,19 @@ class Output {
       if (this.o.id >= this.n) return;
       while (this.step());
     } catch (e) {
-      if (e instanceof Stop) return;
       // What is in the block buffer was verified: it belongs to the prefix that gets out.
-      if (this.n === 1 || Atomics.load(this.i32, OI_TURN) === (this.rec | 0)) {
-        try {
-          this.flushBlock();
-        } catch {
-          // the output itself failed: nothing more to save
-        }
-      }
+      this.flushVerified();
+      if (e instanceof Stop) return;
       this.fail(e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  private flushVerified(): void {
+    if (this.n !== 1 && Atomics.load(this.i32, OI_TURN) !== (this.rec | 0)) return;
+    try {
+      this.flushBlock();
+    } catch {
+      // the output itself failed: nothing more to save
     }
   }
 
@@ -377,6 +386,7 @@ class Output {
     while (len > 0) {
       const n = writeFd(this.o.outFd, p, len);
       if (n > 0) {
+        Atomics.add(this.big, OB_OUT, BigInt(n));
         p += n;
         len -= n;
       } else if (n === -EAGAIN) {
