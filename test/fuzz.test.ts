@@ -363,7 +363,7 @@ describe("SenderCore on random and replayed ACKs", () => {
       const exact = r.next() < 0.3;
       const t = exact ? total : r.next() < 0.5 ? total : r.int(0, 1 << 30);
       const c = exact ? crc : r.next() < 0.5 ? (crc ^ (1 << r.int(0, 31))) >>> 0 : crc;
-      core.onDone(1, t, c);
+      core.onDone(t, c);
       const match = t === total && c === crc;
       if (!ended) expect(core.phase).toBe(Phase.Transfer);
       else if (match) expect(core.phase).toBe(Phase.Done);
@@ -459,7 +459,7 @@ describe("both cores through a lossy, duplicating, reordering, replaying channel
         else {
           sender.onHeard(f.link, now);
           if (f.kind === "ack") sender.onAck(f.link, now, f.cum, f.limit, 0, f.ranges.length / 2, (i, hi) => f.ranges[i * 2 + (hi ? 0 : 1)]!);
-          else if (f.kind === "done") sender.onDone(now, f.cum, 0);
+          else if (f.kind === "done") sender.onDone(f.cum, 0);
         }
       }
       transit.splice(0, k);

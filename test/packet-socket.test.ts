@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
 import {
-  EAGAIN, EPIPE, F_GETFD, POLLERR, POLLIN, Poller, addressOf, adviseHugePages, closeFd, createEventFd,
+  EAGAIN, EPIPE, F_GETFD, POLLERR, POLLIN, Poller, addressOf, closeFd, createEventFd,
   drainEventFd, errnoName, libc, makePipe, readFd, setNonBlocking, setPipeSize, signalEventFd, writeFd,
 } from "../ffi/libc";
 import { EXIT_SYSTEM, EXIT_USAGE, L2Error } from "../src/errors";

@@ -269,7 +269,7 @@ export class SenderCore {
   }
 
   /** DONE from the receiver: what it wrote. */
-  onDone(now: number, total: number, crc: number): void {
+  onDone(total: number, crc: number): void {
     if (this.phase === Phase.Done || this.phase === Phase.Failed) return;
     // The receiver sends DONE only after it verified the END record, so it may overtake the
     // last acknowledgements; before END is even queued it can only be stale.
@@ -326,7 +326,7 @@ export class SenderCore {
     for (const l of this.links) {
       if (l.lastHeard > lastHeardAny) lastHeardAny = l.lastHeard;
       if (l.state === LinkState.Up) {
-        if (now - l.lastHeard > this.cfg.timing.linkDownMs) this.takeDown(l, now);
+        if (now - l.lastHeard > this.cfg.timing.linkDownMs) this.takeDown(l);
         else {
           anyUp = true;
           this.onLossTimer(l, now);
@@ -462,9 +462,9 @@ export class SenderCore {
   }
 
   /** The local device of this link failed (down, gone): out of service now, data resent elsewhere. */
-  linkFailed(link: number, now: number): void {
+  linkFailed(link: number): void {
     const l = this.links[link];
-    if (l.state === LinkState.Up) this.takeDown(l, now);
+    if (l.state === LinkState.Up) this.takeDown(l);
   }
 
   /** Would pollData give this link a frame now? (Window room and something to send.) */
@@ -625,7 +625,7 @@ export class SenderCore {
     this.advanceOldest(l);
   }
 
-  private takeDown(l: SenderLink, now: number): void {
+  private takeDown(l: SenderLink): void {
     l.state = LinkState.Down;
     l.timesDown++;
     for (let pn = l.oldestPn; pn < l.pnNext; pn++) {

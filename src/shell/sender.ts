@@ -256,7 +256,7 @@ class SenderLoop {
         break;
       }
       case FrameType.Done:
-        core.onDone(now, readU64(v, base + OFF_DONE_TOTAL), v.getUint32(base + OFF_DONE_CRC));
+        core.onDone(readU64(v, base + OFF_DONE_TOTAL), v.getUint32(base + OFF_DONE_CRC));
         break;
       case FrameType.Abort: {
         const n = Math.min(v.getUint8(base + OFF_ABORT_TEXT_LEN), len - OFF_ABORT_TEXT);
@@ -528,7 +528,7 @@ class SenderLoop {
       // The device went away or down: its data goes to the other links at once, and the link
       // comes back when the receiver is heard on it again.
       l.socket.txClear();
-      this.core.linkFailed(l.index, performance.now());
+      this.core.linkFailed(l.index);
       return 0;
     }
   }

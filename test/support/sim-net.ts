@@ -181,7 +181,7 @@ export function simulate(opts: SimOptions): SimResult {
       sender.onAck(f.link, f.at, f.cum, f.limit, f.delayUs / 1000, f.ranges.length / 2, (i, high) =>
         high ? f.ranges[i * 2] : f.ranges[i * 2 + 1],
       );
-    } else if (f.type === "done") sender.onDone(f.at, f.total, 0);
+    } else if (f.type === "done") sender.onDone(f.total, 0);
   }
 
   const finished = (p: Phase | RxPhase) => p === 3 || p === 4;
