@@ -1,6 +1,5 @@
 // Every failure ends as one L2Error: a one-line message for stderr and the exit code it maps to.
 
-export const EXIT_OK = 0;
 /** The transfer started but failed: peer lost or aborted, verification failed, output closed. */
 export const EXIT_TRANSFER = 1;
 /** Bad command line: unknown option, bad value, unknown or down device. */

@@ -13,10 +13,6 @@ export class Interrupts {
     }
   }
 
-  pending(): string | null {
-    return this.received;
-  }
-
   private lastBreath = performance.now();
 
   /** The event loops sleep in poll(), not in Bun's loop: time to let signal handlers run? */
