@@ -66,7 +66,6 @@ export interface OutputInit {
   ctl: SharedArrayBuffer;
   outFd: number;
   wakeFd: number;
-  needLz4: boolean;
   maxChunk: number;
   id: number;
   workers: number;
@@ -100,7 +99,6 @@ export class OutputPipeline {
     ringSize: number;
     outFd: number;
     wakeFd: number;
-    needLz4: boolean;
     maxChunk: number;
     workers?: number;
     blockSize?: number;
@@ -126,7 +124,7 @@ export class OutputPipeline {
         const w = createWorker("output");
         workers.push(w);
         const init: OutputInit = {
-          ring, ringSize, ctl, outFd: opts.outFd, wakeFd: opts.wakeFd, needLz4: opts.needLz4, maxChunk, id, workers: n,
+          ring, ringSize, ctl, outFd: opts.outFd, wakeFd: opts.wakeFd, maxChunk, id, workers: n,
           blockSize, block, strictBlocks: opts.strictBlocks ?? false,
         };
         await startWorker(w, init, "output worker");

@@ -70,7 +70,7 @@ interface RunOpts {
   decoders?: number;
   /** Tell the pipeline, before the first record, to take records with this many of them. */
   useWorkers?: number;
-  /** Create the OutputPipeline with needLz4 false and this L2PIPE_LZ4_LIB (the pool is unaffected). */
+  /** Create the OutputPipeline with this L2PIPE_LZ4_LIB (the pool is unaffected). */
   lateLz4Lib?: string;
   /** Flip one byte of this chunk's record once it is in the ring (at corruptOffset, default mid-body). */
   corruptChunk?: number;
@@ -120,7 +120,7 @@ async function transfer(input: Uint8Array | Source, o: RunOpts): Promise<RunResu
   const saved = process.env.L2PIPE_LZ4_LIB;
   if (o.lateLz4Lib !== undefined) process.env.L2PIPE_LZ4_LIB = o.lateLz4Lib;
   const out = await OutputPipeline.create({
-    ring, ringSize: o.ringSize, outFd, wakeFd: outWake, needLz4: o.lateLz4Lib === undefined, maxChunk: o.chunkSize, workers: o.decoders,
+    ring, ringSize: o.ringSize, outFd, wakeFd: outWake, maxChunk: o.chunkSize, workers: o.decoders,
   }).finally(() => {
     if (saved === undefined) delete process.env.L2PIPE_LZ4_LIB;
     else process.env.L2PIPE_LZ4_LIB = saved;
@@ -397,14 +397,6 @@ describe("CompressPool -> ring -> OutputPipeline", () => {
       expect(err.message).toContain("liblz4");
       expect(err.message).toContain("install liblz4-1");
 
-      const ring = new SharedArrayBuffer(1 << 20);
-      const err2 = await OutputPipeline.create({ ring, ringSize: 1 << 20, outFd: 1, wakeFd: -1, needLz4: true, maxChunk: 65536 }).then(
-        (p) => (p.close(), null),
-        (e) => e,
-      );
-      expect(err2).toBeInstanceOf(L2Error);
-      expect(err2.message).toContain("liblz4");
-
     } finally {
       if (saved === undefined) delete process.env.L2PIPE_LZ4_LIB;
       else process.env.L2PIPE_LZ4_LIB = saved;
@@ -427,7 +419,7 @@ describe("CompressPool -> ring -> OutputPipeline", () => {
 
   test("ring too small for a record is refused up front", async () => {
     const ring = new SharedArrayBuffer(65536);
-    expect(OutputPipeline.create({ ring, ringSize: 65536, outFd: 1, wakeFd: -1, needLz4: false, maxChunk: 65536 })).rejects.toThrow(
+    expect(OutputPipeline.create({ ring, ringSize: 65536, outFd: 1, wakeFd: -1, maxChunk: 65536 })).rejects.toThrow(
       "does not fit",
     );
     expect(lz4Bound(65536) + RECORD_HEADER).toBeGreaterThan(65536);

@@ -68,7 +68,6 @@ export class ReceiverCore {
   failure: string | null = null;
   exitCode = 0;
   compressed = false;
-  senderLinkCount = 0;
 
   /** Stream bytes [0, cum) are in the ring. */
   cum = 0;
@@ -113,7 +112,6 @@ export class ReceiverCore {
     now: number,
     session: number,
     senderLink: number,
-    senderLinks: number,
     peerMtu: number,
     features: number,
     src: Uint8Array,
@@ -122,7 +120,6 @@ export class ReceiverCore {
     if (this.phase >= RxPhase.Finishing) return false;
     if (this.phase === RxPhase.Listen) {
       this.session = session;
-      this.senderLinkCount = senderLinks;
       this.compressed = (features & 1) !== 0;
       this.phase = RxPhase.Transfer;
       this.transferStart = now;

@@ -23,10 +23,8 @@ const hex = (n: number) => "0x" + (n >>> 0).toString(16).padStart(8, "0");
 self.onmessage = (ev: MessageEvent) => {
   self.onmessage = null;
   const init = ev.data as OutputInit;
-  let lz4: Lz4 | null = null;
   try {
     libc(); // open libc now, while workers are started one at a time
-    if (init.needLz4) lz4 = loadLz4();
   } catch (e) {
     const err = e instanceof L2Error ? e : new L2Error(String(e));
     postMessage({ type: "error", message: err.message, exitCode: err.exitCode });
@@ -34,7 +32,7 @@ self.onmessage = (ev: MessageEvent) => {
   }
   if (init.id === 0) setPipeSize(init.outFd, 1 << 20); // fails harmlessly when not a pipe
   postMessage({ type: "ready" });
-  new Output(init, lz4).run();
+  new Output(init).run();
   process.exit(0);
 };
 
@@ -73,10 +71,11 @@ class Output {
   private published = 0;
   private lastWake = 0;
   private consumedTo = 0;
+  /** Loaded at the first LZ4 record: a receiver of RAW streams needs no liblz4. */
+  private lz4: Lz4 | null = null;
 
   constructor(
     private readonly o: OutputInit,
-    private lz4: Lz4 | null,
   ) {
     this.big = new BigInt64Array(o.ctl);
     this.i32 = new Int32Array(o.ctl);
