@@ -11,11 +11,10 @@ import { Phase, SenderCore } from "../src/core/sender";
 import { defaultTiming } from "../src/core/timing";
 import {
   COMMON_END, ETH_HEADER, ETHERTYPE, FrameCrc, MAGIC, MAX_ACK_RANGES, MIN_FRAME, OFF_CRC, OFF_LEN, OFF_MAGIC,
-  OFF_VERSION, VERSION, readU64, sealFrame, verifyFrame, writeHeader, writeU64,
+  OFF_VERSION, TWO32, VERSION, readU64, sealFrame, verifyFrame, writeHeader, writeU64,
 } from "../src/wire";
 import { Rng } from "./support/impair";
 
-const TWO32 = 0x1_0000_0000;
 
 /** A failure message with the seed and case, so any find can be replayed. */
 function where(seed: number, i: number, what: string): string {

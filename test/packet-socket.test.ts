@@ -11,7 +11,8 @@ import {
 } from "../ffi/libc";
 import { EXIT_SYSTEM, EXIT_USAGE, L2Error } from "../src/errors";
 import { lookupDevice, type Device } from "../src/shell/device";
-import { ETHERTYPE_L2PIPE, PacketSocket, TX_HEADER_SLOT } from "../src/shell/packet-socket";
+import { PacketSocket, TX_HEADER_SLOT } from "../src/shell/packet-socket";
+import { ETHERTYPE } from "../src/wire";
 import { cleanupAll, createTopology, inNamespace, type Topology } from "./support/netns";
 
 let topo: Topology;
@@ -60,7 +61,7 @@ function ethHeader(s: PacketSocket, i: number, dst: Device, src: Device): number
   const o = s.txHeaderOffset(i);
   s.txHeaders.set(dst.mac, o);
   s.txHeaders.set(src.mac, o + 6);
-  s.txView.setUint16(o + 12, ETHERTYPE_L2PIPE);
+  s.txView.setUint16(o + 12, ETHERTYPE);
   return o;
 }
 
@@ -138,7 +139,7 @@ describe("packet socket", () => {
       if (k !== received) bad ||= `frame ${received}: got seq ${k}`;
       if (len !== size(k)) bad ||= `frame ${k}: length ${len}, want ${size(k)}`;
       for (let j = 0; j < 6; j++) if (rx[off + j] !== dB.mac[j] || rx[off + 6 + j] !== dA.mac[j]) bad ||= `frame ${k}: MACs`;
-      if (sB.rxView.getUint16(off + 12) !== ETHERTYPE_L2PIPE) bad ||= `frame ${k}: ethertype`;
+      if (sB.rxView.getUint16(off + 12) !== ETHERTYPE) bad ||= `frame ${k}: ethertype`;
       const h = headerLen(k);
       for (let j = 18; j < h; j++) if (rx[off + j] !== ((k + j) & 0xff)) bad ||= `frame ${k}: header byte ${j}`;
       const p = payloadOff(k);

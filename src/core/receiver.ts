@@ -4,8 +4,8 @@
 
 import { RangeSet } from "./range-set";
 import { expandPn, secondsText, type Timing } from "./timing";
-import { MAX_ACK_RANGES } from "../wire";
-import { EXIT_TRANSFER } from "../errors";
+import { MAX_ACK_RANGES, TWO32 } from "../wire";
+import { EXIT_NO_PEER, EXIT_TRANSFER } from "../errors";
 
 export const enum RxPhase {
   Listen = 0,
@@ -254,7 +254,7 @@ export class ReceiverCore {
       const waitMs = this.cfg.timing.waitMs;
       if (waitMs > 0 && now - this.cfg.now > waitMs) {
         const names = this.links.map((l) => deviceName(l.device)).join(", ");
-        this.fail(`no sender appeared on ${names} within ${secondsText(waitMs)}`, 4);
+        this.fail(`no sender appeared on ${names} within ${secondsText(waitMs)}`, EXIT_NO_PEER);
       }
       return;
     }
@@ -320,7 +320,7 @@ export class ReceiverCore {
     const ranges = l.pns;
     let n = 0;
     for (let i = ranges.count - 1; i >= 0 && n < MAX_ACK_RANGES; i--) {
-      writeRange(n++, (ranges.end(i) - 1) % 0x1_0000_0000, ranges.start(i) % 0x1_0000_0000);
+      writeRange(n++, (ranges.end(i) - 1) % TWO32, ranges.start(i) % TWO32);
     }
     l.pending = 0;
     l.ackNow = false;

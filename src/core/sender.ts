@@ -7,6 +7,7 @@ import { RangeSet } from "./range-set";
 import { expandPn, secondsText, type Timing } from "./timing";
 import { EXIT_NO_PEER, EXIT_TRANSFER } from "../errors";
 import { dataPayloadMax } from "../wire";
+import { hex } from "../record";
 
 export const enum LinkState {
   Probing = 0,
@@ -639,8 +640,4 @@ export class SenderCore {
   elapsed(now: number): number {
     return now - (this.transferStart ?? this.started);
   }
-}
-
-export function hex(n: number): string {
-  return (n >>> 0).toString(16).padStart(8, "0");
 }

@@ -11,9 +11,9 @@ import {
   TPACKET_STATS, addressOf, asPtr, describeErrno, errno, libc, type LibcSymbols,
 } from "../../ffi/libc";
 import { L2Error, systemError } from "../errors";
+import { ETHERTYPE } from "../wire";
 import type { Device } from "./device";
 
-export const ETHERTYPE_L2PIPE = 0x88b5;
 /** Bytes reserved per outgoing frame header (Ethernet header + protocol header). */
 export const TX_HEADER_SLOT = 512;
 
@@ -146,7 +146,7 @@ export class PacketSocket {
       const sv = this.scratchView;
       this.scratch.fill(0, 0, SOCKADDR_LL.size);
       sv.setUint16(SOCKADDR_LL.family, AF_PACKET, true);
-      sv.setUint16(SOCKADDR_LL.protocol, ETHERTYPE_L2PIPE, false); // htons
+      sv.setUint16(SOCKADDR_LL.protocol, ETHERTYPE, false); // htons
       sv.setInt32(SOCKADDR_LL.ifindex, dev.ifindex, true);
       if (l.bind(fd, asPtr(this.scratchPtr), SOCKADDR_LL.size) !== 0) {
         throw this.deviceError("cannot bind", errno());

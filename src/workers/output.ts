@@ -12,13 +12,11 @@ import {
   OUT_ERROR_OFF, STATE_FAILED, STATE_FINISHED, STATE_RUNNING, type OutputInit,
 } from "../output-pipeline";
 import {
-  crc32Combine, END_BODY, KIND_END, KIND_LZ4, KIND_RAW, readCrc, readEncLen, readEndTotal, readFlags,
+  crc32Combine, END_BODY, hex, KIND_END, KIND_LZ4, KIND_RAW, readCrc, readEncLen, readEndTotal, readFlags,
   readKind, readRawLen, readReserved, RECORD_HEADER,
 } from "../record";
 
 declare var self: Worker;
-
-const hex = (n: number) => "0x" + (n >>> 0).toString(16).padStart(8, "0");
 
 self.onmessage = (ev: MessageEvent) => {
   self.onmessage = null;
@@ -164,7 +162,7 @@ class Output {
         throw new Error(`stream length mismatch at END: sender sent ${total} bytes, ${written} received`);
       }
       if (crc !== streamCrc) {
-        throw new Error(`stream CRC mismatch at END: sender ${hex(crc)}, received ${hex(streamCrc)}`);
+        throw new Error(`stream CRC mismatch at END: sender 0x${hex(crc)}, received 0x${hex(streamCrc)}`);
       }
       this.flushBlock();
       this.consume(end);
@@ -196,7 +194,7 @@ class Output {
     }
 
     this.awaitTurn();
-    if (problem === BAD_CRC) throw new Error(`${this.where()}: CRC mismatch (record ${hex(crc)}, data ${hex(chunkCrc)})`);
+    if (problem === BAD_CRC) throw new Error(`${this.where()}: CRC mismatch (record 0x${hex(crc)}, data 0x${hex(chunkCrc)})`);
     if (problem === BAD_LZ4) {
       throw new Error(decoded < 0
         ? `${this.where()}: LZ4 body is corrupt (LZ4_decompress_safe returned ${decoded})`

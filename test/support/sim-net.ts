@@ -5,6 +5,7 @@
 import { SenderCore, Phase } from "../../src/core/sender";
 import { ReceiverCore, RxPhase, Accept } from "../../src/core/receiver";
 import { defaultTiming, type Timing } from "../../src/core/timing";
+import { TWO32 } from "../../src/wire";
 
 export interface SimLink {
   /** Bytes per millisecond (1 Gbit/s = 125_000). */
@@ -162,11 +163,11 @@ export function simulate(opts: SimOptions): SimResult {
       if (!receiver.authentic(dev, 77, f.link, src, 0)) return;
       if (f.type === "data") {
         const len = f.bytes!.length;
-        const verdict = receiver.onData(dev, f.at, f.pn % 0x1_0000_0000, f.offset, len);
+        const verdict = receiver.onData(dev, f.at, f.pn % TWO32, f.offset, len);
         if (verdict === Accept.Store) {
           for (let o = receiver.storeFrom; o < f.offset + len; o++) recvRing[o % ring] = f.bytes![o - f.offset];
         }
-      } else if (f.type === "ping") receiver.onPing(dev, f.at, f.pn % 0x1_0000_0000);
+      } else if (f.type === "ping") receiver.onPing(dev, f.at, f.pn % TWO32);
       else if (f.type === "doneAck") receiver.onDoneAck();
       else receiver.heard(receiver.links[dev], f.at);
       return;
