@@ -72,6 +72,8 @@ export class SenderLink {
   ssthresh = Infinity;
   recoveryStart = -Infinity;
   srtt = INITIAL_RTT_MS;
+  /** The most recent RTT sample, as measured (no ack delay taken off). */
+  latestRtt = INITIAL_RTT_MS;
   rttvar = INITIAL_RTT_MS / 2;
   minRtt = Infinity;
   hasRtt = false;
@@ -517,6 +519,7 @@ export class SenderCore {
 
   private updateRtt(l: SenderLink, sample: number, ackDelayMs: number): void {
     if (sample <= 0) sample = 0.01;
+    l.latestRtt = sample;
     if (sample < l.minRtt) l.minRtt = sample;
     let adjusted = sample;
     if (sample - ackDelayMs >= l.minRtt) adjusted = sample - ackDelayMs;
@@ -538,7 +541,7 @@ export class SenderCore {
   }
 
   private lossDelay(l: SenderLink): number {
-    return Math.max(TIME_THRESHOLD * Math.max(l.srtt, l.hasRtt ? l.srtt : INITIAL_RTT_MS), GRANULARITY_MS);
+    return Math.max(TIME_THRESHOLD * Math.max(l.latestRtt, l.srtt), GRANULARITY_MS);
   }
 
   private detectLosses(l: SenderLink, now: number): void {
