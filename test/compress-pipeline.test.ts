@@ -68,8 +68,9 @@ interface RunOpts {
   slots?: number;
   /** OutputPipeline workers (parallel decode); default 1. */
   decoders?: number;
-  /** Tell the pipeline, before the first record, to take records with this many of them. */
-  useWorkers?: number;
+  /** Tell the pipeline, before the first record, to take records with this many of them (each
+   * number in turn, as a receiver does for each sender it greets). */
+  useWorkers?: number | number[];
   /** Create the OutputPipeline with this L2PIPE_LZ4_LIB (the pool is unaffected). */
   lateLz4Lib?: string;
   /** Flip one byte of this chunk's record once it is in the ring (at corruptOffset, default mid-body). */
@@ -125,7 +126,7 @@ async function transfer(input: Uint8Array | Source, o: RunOpts): Promise<RunResu
     if (saved === undefined) delete process.env.L2PIPE_LZ4_LIB;
     else process.env.L2PIPE_LZ4_LIB = saved;
   });
-  if (o.useWorkers !== undefined) out.useWorkers(o.useWorkers);
+  for (const n of [o.useWorkers ?? []].flat()) out.useWorkers(n);
   const poller = new Poller(2);
   poller.set(0, poolWake, POLLIN);
   poller.set(1, outWake, POLLIN);
@@ -336,6 +337,17 @@ describe("CompressPool -> ring -> OutputPipeline", () => {
       expectIdentical(random, await transfer(random, { workers: 2, chunkSize: 65536, ringSize: 1 << 20, decoders: 3, useWorkers: 1 }));
       const r = await transfer(random, { workers: 2, chunkSize: 65536, ringSize: 1 << 20, corruptChunk: 10, decoders: 3, useWorkers: 1 });
       expect(r.status.error).toContain("chunk 10 (stream offset 655360");
+    });
+
+    test("the last word before the first record counts: a receiver that greeted a RAW sender, then listened again", async () => {
+      const input = inputs.mixed!;
+      const r = await transfer(input, { workers: 2, chunkSize: 65536, ringSize: 1 << 20, decoders: 3, useWorkers: [1, Infinity] });
+      expectIdentical(input, r);
+      expect(r.status.workers).toBe(3);
+      const raw = await transfer(input, { workers: 2, chunkSize: 65536, ringSize: 1 << 20, decoders: 3, useWorkers: [Infinity, 1] });
+      expectIdentical(input, raw);
+      expect(raw.status.workers).toBe(1);
+      expect((await transfer(input, { workers: 2, chunkSize: 65536, ringSize: 1 << 20, decoders: 3 })).status.workers).toBe(3);
     });
 
     for (const decoders of [2, 3]) {
