@@ -6,6 +6,7 @@ import { SenderCore, Phase } from "../../src/core/sender";
 import { ReceiverCore, RxPhase, Accept } from "../../src/core/receiver";
 import { defaultTiming, type Timing } from "../../src/core/timing";
 import { TWO32 } from "../../src/wire";
+import { crc32 } from "../../src/record";
 
 export interface SimLink {
   /** Bytes per millisecond (1 Gbit/s = 125_000). */
@@ -37,6 +38,9 @@ export interface SimOptions {
   receiverDiesAt?: number;
   /** Receiver device for sender link i (default identity). */
   devicePermutation?: number[];
+  /** Damage the byte at this stream offset in the receiver's ring once it is stored (past every
+   * frame check): only the stream CRC in DONE can tell. */
+  damageAt?: number;
 }
 
 export interface SimResult {
@@ -68,6 +72,7 @@ interface Frame {
   delayUs: number;
   ranges: number[];
   total: number;
+  crc: number;
 }
 
 function mulberry32(seed: number): () => number {
@@ -116,6 +121,19 @@ export function simulate(opts: SimOptions): SimResult {
   let readerCredit = 0;
   let lastReaderTime = 0;
   let senderAlive = true;
+  let damaged = false;
+  // The stream CRC-32 as each end computes it: of what the sender produced, of what the reader got.
+  let sentCrc = 0;
+  let readCrc = 0;
+  /** CRC-32 of ring bytes [from, to) (stream offsets), continuing `seed`. */
+  const ringCrc = (r: Uint8Array, from: number, to: number, seed: number) => {
+    for (let o = from; o < to; ) {
+      const end = Math.min(to, o + ring - (o % ring));
+      seed = crc32(r.subarray(o % ring, (o % ring) + (end - o)), seed);
+      o = end;
+    }
+    return seed;
+  };
   let receiverAlive = true;
   const name = (i: number) => `sim${i}`;
 
@@ -143,7 +161,7 @@ export function simulate(opts: SimOptions): SimResult {
   }
 
   function blank(link: number, toReceiver: boolean, type: Frame["type"]): Omit<Frame, "at"> {
-    return { toReceiver, link, type, pn: 0, offset: 0, bytes: null, cum: 0, limit: 0, delayUs: 0, ranges: [], total: 0 };
+    return { toReceiver, link, type, pn: 0, offset: 0, bytes: null, cum: 0, limit: 0, delayUs: 0, ranges: [], total: 0, crc: 0 };
   }
 
   function deliver(f: Frame): void {
@@ -166,6 +184,11 @@ export function simulate(opts: SimOptions): SimResult {
         const verdict = receiver.onData(dev, f.at, f.pn % TWO32, f.offset, len);
         if (verdict === Accept.Store) {
           for (let o = receiver.storeFrom; o < f.offset + len; o++) recvRing[o % ring] = f.bytes![o - f.offset];
+          const at = opts.damageAt;
+          if (at !== undefined && !damaged && at >= receiver.storeFrom && at < f.offset + len) {
+            recvRing[at % ring] ^= 0x20;
+            damaged = true;
+          }
         }
       } else if (f.type === "ping") receiver.onPing(dev, f.at, f.pn % TWO32);
       else if (f.type === "doneAck") receiver.onDoneAck();
@@ -182,7 +205,7 @@ export function simulate(opts: SimOptions): SimResult {
       sender.onAck(f.link, f.at, f.cum, f.limit, f.delayUs / 1000, f.ranges.length / 2, (i, high) =>
         high ? f.ranges[i * 2] : f.ranges[i * 2 + 1],
       );
-    } else if (f.type === "done") sender.onDone(f.total, 0);
+    } else if (f.type === "done") sender.onDone(f.total, f.crc);
   }
 
   const finished = (p: Phase | RxPhase) => p === 3 || p === 4;
@@ -205,8 +228,9 @@ export function simulate(opts: SimOptions): SimResult {
       const target = Math.min(opts.streamBytes, room);
       if (appended < target) {
         for (let o = appended; o < target; o++) sendRing[o % ring] = streamByte(o);
+        sentCrc = ringCrc(sendRing, appended, target, sentCrc);
         appended = target;
-        if (appended === opts.streamBytes) sender.streamEnded(appended, appended, 0);
+        if (appended === opts.streamBytes) sender.streamEnded(appended, appended, sentCrc);
         else sender.streamAppended(appended);
       } else if (opts.streamBytes === 0 && !sender.ended) sender.streamEnded(0, 0, 0);
       for (let i = 0; i < n; i++) {
@@ -242,12 +266,13 @@ export function simulate(opts: SimOptions): SimResult {
         for (let o = receiver.consumed; o < receiver.consumed + canRead; o++) {
           if (recvRing[o % ring] !== streamByte(o)) corruptBytes++;
         }
+        readCrc = ringCrc(recvRing, receiver.consumed, receiver.consumed + canRead, readCrc);
         readerCredit -= canRead;
         receiver.setConsumed(receiver.consumed + canRead);
       }
       if (receiver.consumed === opts.streamBytes && receiver.phase === RxPhase.Transfer && sender.ended) {
         // The END record is modelled by the sender having ended: the receiver knows the total.
-        receiver.finished(now, opts.streamBytes, 0);
+        receiver.finished(now, opts.streamBytes, readCrc);
         deliveredMs = now;
       }
       for (let d = 0; d < n; d++) {
@@ -265,6 +290,7 @@ export function simulate(opts: SimOptions): SimResult {
         if (receiver.doneDue(d, now)) {
           const f = blank(link, false, "done");
           f.total = receiver.doneTotal;
+          f.crc = receiver.doneCrc;
           transmit(f, 64);
         }
       }
