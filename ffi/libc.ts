@@ -6,7 +6,7 @@
 // module instance, opens libc on first use from its own thread.
 
 import { dlopen, ptr, read, type Pointer } from "bun:ffi";
-import { L2Error, systemError } from "../src/errors";
+import { SystemError } from "./system-error";
 
 // ---------------------------------------------------------------- constants
 
@@ -255,7 +255,7 @@ export function setPipeSize(fd: number, bytes: number): number {
 export function makePipe(flags = 0): [number, number] {
   const l = libc();
   if (l.pipe2(scratchPtr as Pointer, O_CLOEXEC | flags) !== 0) {
-    throw systemError(`pipe2 failed: ${describeErrno(errno())}`);
+    throw new SystemError(`pipe2 failed: ${describeErrno(errno())}`);
   }
   return [scratchView!.getInt32(0, true), scratchView!.getInt32(4, true)];
 }
@@ -265,7 +265,7 @@ export function makePipe(flags = 0): [number, number] {
 /** A non-blocking, close-on-exec eventfd, for waking a poll() in another thread. */
 export function createEventFd(): number {
   const fd = libc().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (fd < 0) throw systemError(`eventfd failed: ${describeErrno(errno())}`);
+  if (fd < 0) throw new SystemError(`eventfd failed: ${describeErrno(errno())}`);
   return fd;
 }
 
@@ -309,7 +309,7 @@ export class Poller {
   }
 
   set(i: number, fd: number, events: number): void {
-    if (i < 0 || i >= this.maxFds) throw new L2Error(`Poller: slot ${i} out of range 0..${this.maxFds - 1}`);
+    if (i < 0 || i >= this.maxFds) throw new RangeError(`Poller: slot ${i} out of range 0..${this.maxFds - 1}`);
     this.i32[i * 2] = fd;
     this.i16[i * 4 + 2] = events;
     this.i16[i * 4 + 3] = 0;
@@ -322,7 +322,7 @@ export class Poller {
     if (n >= 0) return n;
     const e = errno();
     if (e === EINTR) return 0;
-    throw systemError(`poll failed: ${describeErrno(e)}`);
+    throw new SystemError(`poll failed: ${describeErrno(e)}`);
   }
 
   revents(i: number): number {

@@ -12,7 +12,7 @@ import { Poller, POLLIN, POLLOUT, POLLHUP, POLLERR, addressOf, createEventFd, dr
 import { CompressPool, PROBE_EVERY, shrankEnough } from "../compress-pool";
 import { loadLz4, type Lz4 } from "../../ffi/lz4";
 import { KIND_LZ4, KIND_RAW, RECORD_HEADER, END_RECORD, writeHeader as writeRecordHeader, writeEnd, crc32Combine } from "../record";
-import { L2Error, EXIT_TRANSFER } from "../errors";
+import { L2Error, EXIT_TRANSFER, fromFfi } from "../errors";
 import type { Options } from "../cli";
 import { memoryPlan } from "./memory";
 import { fstatSync } from "node:fs";
@@ -149,7 +149,8 @@ class SenderLoop {
           this.readInput(now);
         } catch (e) {
           // stdin failed (a reset connection, a directory): the receiver is told why, not left to time out.
-          if (e instanceof L2Error) return this.abort(e.message, e.exitCode);
+          const f = fromFfi(e); // a failed poll() on stdin too
+          if (f instanceof L2Error) return this.abort(f.message, f.exitCode);
           throw e;
         }
       }
