@@ -6,7 +6,7 @@
 // module instance, opens libc on first use from its own thread.
 
 import { dlopen, ptr, read, type Pointer } from "bun:ffi";
-import { L2Error, systemError } from "../src/errors";
+import { SystemError } from "./system-error";
 
 // ---------------------------------------------------------------- constants
 
@@ -15,7 +15,6 @@ export const AF_INET = 2;
 export const AF_PACKET = 17;
 export const SOCK_DGRAM = 2;
 export const SOCK_RAW = 3;
-export const SOCK_NONBLOCK = 0o4000;
 export const SOCK_CLOEXEC = 0o2000000;
 
 export const SOL_SOCKET = 1;
@@ -26,10 +25,8 @@ export const SO_RCVBUFFORCE = 33;
 
 export const SOL_PACKET = 263;
 export const PACKET_STATISTICS = 6;
-export const PACKET_QDISC_BYPASS = 20;
 export const PACKET_IGNORE_OUTGOING = 23;
 
-export const MSG_TRUNC = 0x20;
 export const MSG_DONTWAIT = 0x40;
 
 export const SIOCGIFFLAGS = 0x8913;
@@ -45,18 +42,15 @@ export const POLLIN = 0x001;
 export const POLLOUT = 0x004;
 export const POLLERR = 0x008;
 export const POLLHUP = 0x010;
-export const POLLNVAL = 0x020;
 
 export const F_GETFD = 1;
 export const F_GETFL = 3;
 export const F_SETFL = 4;
 export const F_SETPIPE_SZ = 1031;
-export const F_GETPIPE_SZ = 1032;
 export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
 export const EFD_CLOEXEC = 0o2000000;
-export const SIGPIPE = 13;
 export const CLONE_NEWNET = 0x40000000;
 
 // errno values (Linux, generic)
@@ -129,7 +123,6 @@ function load() {
     fcntl: { args: ["i32", "i32", "i32"], returns: "i32" },
     eventfd: { args: ["u32", "i32"], returns: "i32" },
     pipe2: { args: ["ptr", "i32"], returns: "i32" },
-    signal: { args: ["i32", "ptr"], returns: "ptr" },
     setns: { args: ["i32", "i32"], returns: "i32" },
     madvise: { args: ["ptr", "u64", "i32"], returns: "i32" },
     __errno_location: { args: [], returns: "ptr" },
@@ -225,7 +218,7 @@ export function readFd(fd: number, p: number, len: number): number {
 }
 
 /** write(2): bytes written or -errno; EINTR is retried, EAGAIN comes back as -EAGAIN, a closed
- * reader as -EPIPE (Bun ignores SIGPIPE; see ignoreSigpipe). */
+ * reader as -EPIPE (Bun starts with SIGPIPE ignored). */
 export function writeFd(fd: number, p: number, len: number): number {
   const l = lib ?? init();
   for (;;) {
@@ -262,14 +255,9 @@ export function setPipeSize(fd: number, bytes: number): number {
 export function makePipe(flags = 0): [number, number] {
   const l = libc();
   if (l.pipe2(scratchPtr as Pointer, O_CLOEXEC | flags) !== 0) {
-    throw systemError(`pipe2 failed: ${describeErrno(errno())}`);
+    throw new SystemError(`pipe2 failed: ${describeErrno(errno())}`);
   }
   return [scratchView!.getInt32(0, true), scratchView!.getInt32(4, true)];
-}
-/** Bun already starts with SIGPIPE ignored (measured: a write to a pipe with no reader returns
- * -EPIPE); this makes it explicit for embedders. Process-wide and idempotent. */
-export function ignoreSigpipe(): void {
-  libc().signal(SIGPIPE, 1 as Pointer); // SIG_IGN
 }
 
 // ---------------------------------------------------------------- eventfd
@@ -277,7 +265,7 @@ export function ignoreSigpipe(): void {
 /** A non-blocking, close-on-exec eventfd, for waking a poll() in another thread. */
 export function createEventFd(): number {
   const fd = libc().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (fd < 0) throw systemError(`eventfd failed: ${describeErrno(errno())}`);
+  if (fd < 0) throw new SystemError(`eventfd failed: ${describeErrno(errno())}`);
   return fd;
 }
 
@@ -321,7 +309,7 @@ export class Poller {
   }
 
   set(i: number, fd: number, events: number): void {
-    if (i < 0 || i >= this.maxFds) throw new L2Error(`Poller: slot ${i} out of range 0..${this.maxFds - 1}`);
+    if (i < 0 || i >= this.maxFds) throw new RangeError(`Poller: slot ${i} out of range 0..${this.maxFds - 1}`);
     this.i32[i * 2] = fd;
     this.i16[i * 4 + 2] = events;
     this.i16[i * 4 + 3] = 0;
@@ -334,7 +322,7 @@ export class Poller {
     if (n >= 0) return n;
     const e = errno();
     if (e === EINTR) return 0;
-    throw systemError(`poll failed: ${describeErrno(e)}`);
+    throw new SystemError(`poll failed: ${describeErrno(e)}`);
   }
 
   revents(i: number): number {

@@ -1,7 +1,7 @@
 // liblz4 block API through bun:ffi, loaded on first use so that uncompressed transfers (-0)
 // work on hosts without liblz4. Each thread (main or Worker) that needs it calls loadLz4().
 import { dlopen, FFIType, type Pointer } from "bun:ffi";
-import { systemError } from "../src/errors";
+import { SystemError } from "./system-error";
 
 export interface Lz4 {
   /** LZ4_compress_fast: bytes written to dst, 0 if it does not fit into dstCap. */
@@ -39,7 +39,7 @@ export function loadLz4(): Lz4 {
   } catch (e) {
     // Bun says 'Failed to open library "P": P: <dlerror>'; keep just the dlerror part.
     const reason = (e instanceof Error ? e.message : String(e)).replace(/^Failed to open library "[^"]*": (?:[^:]*: )?/, "");
-    throw systemError(
+    throw new SystemError(
       `cannot load liblz4 (${path}: ${reason}): install liblz4-1 (e.g. apt-get install liblz4-1), or send uncompressed with -0`,
     );
   }

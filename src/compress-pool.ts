@@ -248,10 +248,6 @@ export class CompressPool {
     return this.u8.subarray(off, off + this.ctl[this.L.recLen + slot]!);
   }
 
-  recordPtr(slot: number): number {
-    return this.base + this.recordOffset(slot);
-  }
-
   recordLength(slot: number): number {
     return this.ctl[this.L.recLen + slot]!;
   }

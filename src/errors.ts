@@ -1,6 +1,7 @@
 // Every failure ends as one L2Error: a one-line message for stderr and the exit code it maps to.
 
-export const EXIT_OK = 0;
+import { SystemError } from "../ffi/system-error";
+
 /** The transfer started but failed: peer lost or aborted, verification failed, output closed. */
 export const EXIT_TRANSFER = 1;
 /** Bad command line: unknown option, bad value, unknown or down device. */
@@ -28,4 +29,10 @@ export function usageError(message: string): L2Error {
 
 export function systemError(message: string): L2Error {
   return new L2Error(message, EXIT_SYSTEM);
+}
+
+/** What ffi/ throws for the host's refusals (a failed system call, liblz4 missing) as the
+ * L2Error it is (EXIT_SYSTEM); anything else unchanged. */
+export function fromFfi(e: unknown): unknown {
+  return e instanceof SystemError ? systemError(e.message) : e;
 }

@@ -2,7 +2,7 @@
 // failure into one line on stderr and an exit code.
 
 import { parseCommandLine, USAGE, VERSION } from "./cli";
-import { L2Error, EXIT_TRANSFER, usageError } from "./errors";
+import { L2Error, EXIT_TRANSFER, fromFfi, usageError } from "./errors";
 import { runSender } from "./shell/sender";
 import { runReceiver } from "./shell/receiver";
 import { Interrupts } from "./shell/interrupts";
@@ -49,7 +49,8 @@ async function main(argv: string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
-  (e: unknown) => {
+  (thrown: unknown) => {
+    const e = fromFfi(thrown);
     const err = e instanceof L2Error ? e : new L2Error(`internal error: ${(e as Error)?.message ?? String(e)}`, EXIT_TRANSFER);
     process.stderr.write(`l2pipe: ${err.message.replaceAll("\n", " ")}\n`);
     if (!(e instanceof L2Error) && process.env.L2PIPE_DEBUG) process.stderr.write(`${(e as Error)?.stack}\n`);

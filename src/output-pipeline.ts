@@ -62,6 +62,8 @@ export interface OutputStatus {
   /** Milliseconds a worker waited for wire data (the output stage was starved); mean over workers. */
   stallMs: number;
   lz4Chunks: number;
+  /** How many workers take records: settled at the first publish, all of them before it. */
+  workers: number;
 }
 
 export interface OutputInit {
@@ -70,7 +72,6 @@ export interface OutputInit {
   ctl: SharedArrayBuffer;
   outFd: number;
   wakeFd: number;
-  needLz4: boolean;
   maxChunk: number;
   id: number;
   workers: number;
@@ -88,6 +89,7 @@ export class OutputPipeline {
   private readonly f64: Float64Array;
   private lastPublished = 0;
   private closed = false;
+  private wantWorkers: number;
 
   private constructor(
     private readonly ctl: SharedArrayBuffer,
@@ -96,6 +98,7 @@ export class OutputPipeline {
     this.big = new BigInt64Array(ctl);
     this.i32 = new Int32Array(ctl);
     this.f64 = new Float64Array(ctl);
+    this.wantWorkers = workers.length;
   }
 
   /** `workers` (default 1, at most 16) > 1 decodes in parallel; one worker decodes ~2-4 GB/s. */
@@ -104,7 +107,6 @@ export class OutputPipeline {
     ringSize: number;
     outFd: number;
     wakeFd: number;
-    needLz4: boolean;
     maxChunk: number;
     workers?: number;
     blockSize?: number;
@@ -130,7 +132,7 @@ export class OutputPipeline {
         const w = createWorker("output");
         workers.push(w);
         const init: OutputInit = {
-          ring, ringSize, ctl, outFd: opts.outFd, wakeFd: opts.wakeFd, needLz4: opts.needLz4, maxChunk, id, workers: n,
+          ring, ringSize, ctl, outFd: opts.outFd, wakeFd: opts.wakeFd, maxChunk, id, workers: n,
           blockSize, block, strictBlocks: opts.strictBlocks ?? false,
         };
         await startWorker(w, init, "output worker");
@@ -149,17 +151,20 @@ export class OutputPipeline {
   /**
    * How many of the workers take records: all of them for a stream with LZ4 chunks (decoded in
    * parallel), one for a RAW stream (nothing to decode; hand-offs between workers only cost).
-   * The first word counts, and it must come before the first publish (which otherwise means all).
+   * The last word before the first publish counts (a receiver that listens again may greet
+   * another sender); without one, all of them. The workers learn it at the first publish.
    */
   useWorkers(n: number): void {
-    Atomics.compareExchange(this.i32, OI_ACTIVE, 0, Math.max(1, Math.min(n, this.workers.length)));
-    Atomics.notify(this.i32, OI_ACTIVE);
+    this.wantWorkers = Math.max(1, Math.min(n, this.workers.length));
   }
 
   /** Wire-stream bytes [0, completeEnd) are in the ring and final. */
   publish(completeEnd: number): void {
     if (completeEnd <= this.lastPublished) return;
-    if (this.lastPublished === 0) this.useWorkers(this.workers.length);
+    if (this.lastPublished === 0) {
+      Atomics.store(this.i32, OI_ACTIVE, this.wantWorkers);
+      Atomics.notify(this.i32, OI_ACTIVE);
+    }
     this.lastPublished = completeEnd;
     Atomics.store(this.big, OB_PUBLISHED, BigInt(completeEnd));
     // Sequentially consistent with the workers' WAITING-then-recheck, so no wake-up is lost.
@@ -190,6 +195,7 @@ export class OutputPipeline {
       chunks: Atomics.load(this.i32, OI_CHUNKS),
       stallMs: stall / active,
       lz4Chunks: Atomics.load(this.i32, OI_LZ4_CHUNKS),
+      workers: active,
     };
   }
 

@@ -8,6 +8,8 @@
 // 12 u32 crc       CRC-32 of the chunk's original bytes (END: of the whole original stream)
 // 16 body          END: u32 totalHi, u32 totalLo = total original stream length
 
+import { TWO32 } from "./wire";
+
 export const RECORD_HEADER = 16;
 
 export const KIND_RAW = 1;
@@ -25,8 +27,6 @@ export const END_BODY = 8;
 /** Bytes of a complete END record. */
 export const END_RECORD = RECORD_HEADER + END_BODY;
 
-const TWO_32 = 0x1_0000_0000;
-
 /** Writes a chunk header (RAW or LZ4) at `off`. */
 export function writeHeader(dv: DataView, off: number, kind: number, rawLen: number, encLen: number, crc: number): void {
   dv.setUint32(off, kind << 24, false); // kind, flags = 0, reserved = 0 in one store
@@ -38,7 +38,7 @@ export function writeHeader(dv: DataView, off: number, kind: number, rawLen: num
 /** Writes a complete END record (header + body, END_RECORD bytes) at `off`. */
 export function writeEnd(dv: DataView, off: number, totalLen: number, streamCrc: number): void {
   writeHeader(dv, off, KIND_END, 0, END_BODY, streamCrc);
-  dv.setUint32(off + RECORD_HEADER, Math.floor(totalLen / TWO_32), false);
+  dv.setUint32(off + RECORD_HEADER, Math.floor(totalLen / TWO32), false);
   dv.setUint32(off + RECORD_HEADER + 4, totalLen >>> 0, false);
 }
 
@@ -62,7 +62,12 @@ export function readCrc(dv: DataView, off: number): number {
 }
 /** The total stream length carried in an END record's body (`off` = start of the record). */
 export function readEndTotal(dv: DataView, off: number): number {
-  return dv.getUint32(off + RECORD_HEADER, false) * TWO_32 + dv.getUint32(off + RECORD_HEADER + 4, false);
+  return dv.getUint32(off + RECORD_HEADER, false) * TWO32 + dv.getUint32(off + RECORD_HEADER + 4, false);
+}
+
+/** A CRC-32 as eight hex digits, as messages show it. */
+export function hex(n: number): string {
+  return (n >>> 0).toString(16).padStart(8, "0");
 }
 
 /** CRC-32 (IEEE); pass the CRC of the preceding bytes as `seed` to continue a stream. */

@@ -115,6 +115,15 @@ describe("faults", () => {
     expect(r.senderPhase).toBe(Phase.Failed);
     expect(r.senderFailure).toContain("receiver lost");
   });
+  test("a byte damaged past the frame checks: the stream CRC in DONE makes the sender fail", () => {
+    const bytes = 4 * MiB;
+    const r = simulate({ seed: 21, links: [link(), link()], streamBytes: bytes, ringSize: 2 * MiB, damageAt: 3 * MiB + 5 });
+    expect(r.corruptBytes).toBe(1);
+    expect(r.consumed).toBe(bytes);
+    expect(r.receiverFailure).toBeNull();
+    expect(r.senderPhase).toBe(Phase.Failed);
+    expect(r.senderFailure).toMatch(new RegExp(`^receiver wrote ${bytes} bytes with CRC-32 [0-9a-f]{8}, but ${bytes} bytes with CRC-32 [0-9a-f]{8} were sent$`));
+  });
 });
 
 describe("path MTU", () => {

@@ -182,12 +182,13 @@ describe("lz4 binding", () => {
     const r = Bun.spawnSync({
       cmd: [process.execPath, "-e", `
         import { loadLz4 } from ${JSON.stringify(import.meta.dir + "/../ffi/lz4")};
-        try { loadLz4(); } catch (e) { console.log(JSON.stringify({ name: e.name, code: e.exitCode, message: e.message })); }
+        import { fromFfi } from ${JSON.stringify(import.meta.dir + "/../src/errors")};
+        try { loadLz4(); } catch (e) { console.log(JSON.stringify({ name: e.name, code: fromFfi(e).exitCode, message: e.message })); }
       `],
       env: { ...process.env, L2PIPE_LZ4_LIB: "/nonexistent/liblz4.so.1" },
     });
     const out = JSON.parse(r.stdout.toString());
-    expect(out.name).toBe("L2Error");
+    expect(out.name).toBe("SystemError"); // ffi/'s own; src/ makes it exit code 3
     expect(out.code).toBe(3);
     expect(out.message).toContain("liblz4");
     expect(out.message).toContain("install liblz4-1");

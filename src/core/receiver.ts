@@ -4,8 +4,8 @@
 
 import { RangeSet } from "./range-set";
 import { expandPn, secondsText, type Timing } from "./timing";
-import { MAX_ACK_RANGES } from "../wire";
-import { EXIT_TRANSFER } from "../errors";
+import { MAX_ACK_RANGES, TWO32 } from "../wire";
+import { EXIT_NO_PEER, EXIT_TRANSFER } from "../errors";
 
 export const enum RxPhase {
   Listen = 0,
@@ -68,7 +68,6 @@ export class ReceiverCore {
   failure: string | null = null;
   exitCode = 0;
   compressed = false;
-  senderLinkCount = 0;
 
   /** Stream bytes [0, cum) are in the ring. */
   cum = 0;
@@ -113,7 +112,6 @@ export class ReceiverCore {
     now: number,
     session: number,
     senderLink: number,
-    senderLinks: number,
     peerMtu: number,
     features: number,
     src: Uint8Array,
@@ -122,7 +120,6 @@ export class ReceiverCore {
     if (this.phase >= RxPhase.Finishing) return false;
     if (this.phase === RxPhase.Listen) {
       this.session = session;
-      this.senderLinkCount = senderLinks;
       this.compressed = (features & 1) !== 0;
       this.phase = RxPhase.Transfer;
       this.transferStart = now;
@@ -257,7 +254,7 @@ export class ReceiverCore {
       const waitMs = this.cfg.timing.waitMs;
       if (waitMs > 0 && now - this.cfg.now > waitMs) {
         const names = this.links.map((l) => deviceName(l.device)).join(", ");
-        this.fail(`no sender appeared on ${names} within ${secondsText(waitMs)}`, 4);
+        this.fail(`no sender appeared on ${names} within ${secondsText(waitMs)}`, EXIT_NO_PEER);
       }
       return;
     }
@@ -323,7 +320,7 @@ export class ReceiverCore {
     const ranges = l.pns;
     let n = 0;
     for (let i = ranges.count - 1; i >= 0 && n < MAX_ACK_RANGES; i--) {
-      writeRange(n++, (ranges.end(i) - 1) % 0x1_0000_0000, ranges.start(i) % 0x1_0000_0000);
+      writeRange(n++, (ranges.end(i) - 1) % TWO32, ranges.start(i) % TWO32);
     }
     l.pending = 0;
     l.ackNow = false;

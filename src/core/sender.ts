@@ -8,6 +8,7 @@ import { PathMtu, type MtuChange } from "./path-mtu";
 import { expandPn, secondsText, type Timing } from "./timing";
 import { EXIT_NO_PEER, EXIT_TRANSFER } from "../errors";
 import { dataPayloadMax } from "../wire";
+import { hex } from "../record";
 
 export const enum LinkState {
   Probing = 0,
@@ -76,6 +77,8 @@ export class SenderLink {
   ssthresh = Infinity;
   recoveryStart = -Infinity;
   srtt = INITIAL_RTT_MS;
+  /** The most recent RTT sample, as measured (no ack delay taken off). */
+  latestRtt = INITIAL_RTT_MS;
   rttvar = INITIAL_RTT_MS / 2;
   minRtt = Infinity;
   hasRtt = false;
@@ -303,7 +306,7 @@ export class SenderCore {
   }
 
   /** DONE from the receiver: what it wrote. */
-  onDone(now: number, total: number, crc: number): void {
+  onDone(total: number, crc: number): void {
     if (this.phase === Phase.Done || this.phase === Phase.Failed) return;
     // The receiver sends DONE only after it verified the END record, so it may overtake the
     // last acknowledgements; before END is even queued it can only be stale.
@@ -360,7 +363,7 @@ export class SenderCore {
     for (const l of this.links) {
       if (l.lastHeard > lastHeardAny) lastHeardAny = l.lastHeard;
       if (l.state === LinkState.Up) {
-        if (now - l.lastHeard > this.cfg.timing.linkDownMs) this.takeDown(l, now);
+        if (now - l.lastHeard > this.cfg.timing.linkDownMs) this.takeDown(l);
         else {
           anyUp = true;
           this.onLossTimer(l, now);
@@ -511,9 +514,9 @@ export class SenderCore {
   }
 
   /** The local device of this link failed (down, gone): out of service now, data resent elsewhere. */
-  linkFailed(link: number, now: number): void {
+  linkFailed(link: number): void {
     const l = this.links[link];
-    if (l.state === LinkState.Up) this.takeDown(l, now);
+    if (l.state === LinkState.Up) this.takeDown(l);
   }
 
   /** Would pollData give this link a frame now? (Window room and something to send.) */
@@ -566,6 +569,7 @@ export class SenderCore {
 
   private updateRtt(l: SenderLink, sample: number, ackDelayMs: number): void {
     if (sample <= 0) sample = 0.01;
+    l.latestRtt = sample;
     if (sample < l.minRtt) l.minRtt = sample;
     let adjusted = sample;
     if (sample - ackDelayMs >= l.minRtt) adjusted = sample - ackDelayMs;
@@ -587,7 +591,7 @@ export class SenderCore {
   }
 
   private lossDelay(l: SenderLink): number {
-    return Math.max(TIME_THRESHOLD * Math.max(l.srtt, l.hasRtt ? l.srtt : INITIAL_RTT_MS), GRANULARITY_MS);
+    return Math.max(TIME_THRESHOLD * Math.max(l.latestRtt, l.srtt), GRANULARITY_MS);
   }
 
   private detectLosses(l: SenderLink, now: number): void {
@@ -681,7 +685,7 @@ export class SenderCore {
     this.advanceOldest(l);
   }
 
-  private takeDown(l: SenderLink, now: number): void {
+  private takeDown(l: SenderLink): void {
     l.state = LinkState.Down;
     l.timesDown++;
     l.path.onLinkDown();
@@ -732,8 +736,4 @@ export class SenderCore {
   elapsed(now: number): number {
     return now - (this.transferStart ?? this.started);
   }
-}
-
-export function hex(n: number): string {
-  return (n >>> 0).toString(16).padStart(8, "0");
 }

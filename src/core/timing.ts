@@ -1,5 +1,7 @@
 // Timers and limits shared by both ends of the protocol. All times in milliseconds.
 
+import { TWO32 } from "../wire";
+
 export interface Timing {
   /** The peer silent on every link for this long fails the transfer. */
   peerTimeoutMs: number;
@@ -37,8 +39,6 @@ export function secondsText(ms: number): string {
   const s = ms / 1000;
   return `${Number.isInteger(s) ? s : Number(s.toFixed(s < 10 ? 2 : 1))} s`;
 }
-
-const TWO32 = 0x1_0000_0000;
 
 /** Restores a full packet number from its low 32 bits, choosing the one nearest to `expected`. */
 export function expandPn(wire: number, expected: number): number {

@@ -92,10 +92,3 @@ export function lookupDevice(name: string, opts: LookupOptions = {}): Device {
     l.close(fd);
   }
 }
-
-/** "aa:bb:cc:dd:ee:ff" */
-export function formatMac(mac: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < 6; i++) s += (i ? ":" : "") + (mac[i] ?? 0).toString(16).padStart(2, "0");
-  return s;
-}

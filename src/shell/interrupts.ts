@@ -1,5 +1,7 @@
 // SIGINT, SIGTERM and SIGHUP end a run on purpose: the loop notices, tells the peer, exits 128+n.
 
+import { EXIT_SIGNAL_BASE } from "../errors";
+
 const SIGNALS: Record<string, number> = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 };
 
 export class Interrupts {
@@ -11,10 +13,6 @@ export class Interrupts {
         this.received ??= sig;
       });
     }
-  }
-
-  pending(): string | null {
-    return this.received;
   }
 
   private lastBreath = performance.now();
@@ -32,6 +30,6 @@ export class Interrupts {
   }
 
   exitCode(): number {
-    return 128 + (this.received ? SIGNALS[this.received] : 0);
+    return EXIT_SIGNAL_BASE + (this.received ? SIGNALS[this.received] : 0);
   }
 }

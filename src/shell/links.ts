@@ -29,7 +29,6 @@ export class Link {
   /** The peer's MAC once known; broadcast until then. */
   peer = new Uint8Array(BROADCAST);
   peerKnown = false;
-  pnControl = 0;
   // Statistics of what the codec refused on this link.
   badFrames = 0;
   foreignFrames = 0;
@@ -280,12 +279,6 @@ export function openLinks(names: string[], opts: { rcvBuf: number; sndBuf: numbe
     throw e;
   }
   return links;
-}
-
-export function readName(bytes: Uint8Array, offset: number): string {
-  let end = offset;
-  while (end < offset + 16 && bytes[end] !== 0) end++;
-  return new TextDecoder().decode(bytes.subarray(offset, end));
 }
 
 /**

@@ -11,9 +11,9 @@ import {
   TPACKET_STATS, addressOf, asPtr, describeErrno, errno, libc, type LibcSymbols,
 } from "../../ffi/libc";
 import { L2Error, systemError } from "../errors";
+import { ETHERTYPE } from "../wire";
 import type { Device } from "./device";
 
-export const ETHERTYPE_L2PIPE = 0x88b5;
 /** Bytes reserved per outgoing frame header (Ethernet header + protocol header). */
 export const TX_HEADER_SLOT = 512;
 
@@ -51,7 +51,6 @@ export class PacketSocket {
   private readonly l: LibcSymbols;
   private readonly errnoAddr: number;
   private closed = false;
-  private lastErr = 0;
 
   // receive side
   private readonly rxBase: number; // offset of slot 0 in rx
@@ -90,8 +89,7 @@ export class PacketSocket {
   private readonly scratch: Uint8Array;
   private readonly scratchView: DataView;
   private readonly scratchPtr: number;
-  /** Buffer sizes the kernel reports after setup (it doubles the requested values). */
-  readonly rcvBufActual: number;
+  /** Send buffer size the kernel reports after setup (it doubles the requested value). */
   sndBufActual: number;
 
   static open(dev: Device, opts: PacketSocketOptions): PacketSocket {
@@ -151,13 +149,12 @@ export class PacketSocket {
       if (opts.sndBuf > 0 && !this.setInt(SOL_SOCKET, SO_SNDBUFFORCE, opts.sndBuf)) {
         this.setInt(SOL_SOCKET, SO_SNDBUF, opts.sndBuf);
       }
-      this.rcvBufActual = this.getInt(SOL_SOCKET, SO_RCVBUF);
       this.sndBufActual = this.getInt(SOL_SOCKET, SO_SNDBUF);
 
       const sv = this.scratchView;
       this.scratch.fill(0, 0, SOCKADDR_LL.size);
       sv.setUint16(SOCKADDR_LL.family, AF_PACKET, true);
-      sv.setUint16(SOCKADDR_LL.protocol, ETHERTYPE_L2PIPE, false); // htons
+      sv.setUint16(SOCKADDR_LL.protocol, ETHERTYPE, false); // htons
       sv.setInt32(SOCKADDR_LL.ifindex, dev.ifindex, true);
       if (l.bind(fd, asPtr(this.scratchPtr), SOCKADDR_LL.size) !== 0) {
         throw this.deviceError("cannot bind", errno());
@@ -226,7 +223,7 @@ export class PacketSocket {
   // ------------------------------------------------------------------ receive
 
   /** Receives up to `batch` frames without blocking; returns how many (0 if none).
-   * A hard error also returns 0 and is reported by lastError() until the next recv(). The
+   * A hard error also returns 0 (the shells learn of it from poll's POLLERR). The
    * kernel reports ENETDOWN once per outage (to the first recv or send after the device went
    * down; poll shows POLLERR), possibly after the link is already back: confirm with
    * lookupDevice(name, { allowDown: true }).up. The socket stays bound and receives again
@@ -255,17 +252,8 @@ export class PacketSocket {
   }
 
   private receiveInto(msgs: number): number {
-    this.lastErr = 0;
     const n = this.l.recvmmsg(this.fd, msgs as Pointer, this.batch, MSG_DONTWAIT, null);
-    if (n >= 0) return n;
-    const e = read.i32(this.errnoAddr as Pointer, 0);
-    if (e !== EAGAIN && e !== EINTR) this.lastErr = e;
-    return 0;
-  }
-
-  /** errno of the hard error met by the last recv(), or 0. Describe it with describeErrno(). */
-  lastError(): number {
-    return this.lastErr;
+    return n >= 0 ? n : 0;
   }
 
   /** Offset in rx of frame i of the last recv() (it starts with the destination MAC). */

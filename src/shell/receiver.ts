@@ -4,7 +4,7 @@
 // and the output worker's eventfd.
 
 import { FrameType, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK_RANGES,
-  OFF_ACK_RANGES_N, OFF_DATA_OFFSET, OFF_HELLO_FEATURES, OFF_HELLO_LINKS, OFF_HELLO_MTU, OFF_LINK, OFF_PN,
+  OFF_ACK_RANGES_N, OFF_DATA_OFFSET, OFF_HELLO_FEATURES, OFF_HELLO_MTU, OFF_LINK, OFF_PN,
   OFF_SESSION, OFF_TYPE, DATA_HEADER, FEATURE_LZ4, dataPayloadMax, readU64, writeU64 } from "../wire";
 import { ReceiverCore, RxPhase, Accept } from "../core/receiver";
 import { defaultTiming } from "../core/timing";
@@ -32,7 +32,7 @@ export async function runReceiver(opts: Options, interrupts: Interrupts): Promis
   const wakeFd = createEventFd();
   const ringBuffer = reserveRing(plan.ringSize, opts.bufferBytes > 0);
   const output = await OutputPipeline.create({
-    ring: ringBuffer, ringSize: plan.ringSize, outFd: STDOUT, wakeFd, needLz4: false, maxChunk: 1 << 20,
+    ring: ringBuffer, ringSize: plan.ringSize, outFd: STDOUT, wakeFd, maxChunk: 1 << 20,
     blockSize: opts.blockBytes, strictBlocks: opts.strictBlocks, workers: plan.outputWorkers,
   });
   try {
@@ -225,7 +225,7 @@ class ReceiverLoop {
           cannotDecode = (e as Error).message;
         }
       }
-      const ok = core.onHello(d, now, session, senderLink, v.getUint8(base + OFF_HELLO_LINKS), v.getUint16(base + OFF_HELLO_MTU), features, sock.rx, base + 6);
+      const ok = core.onHello(d, now, session, senderLink, v.getUint16(base + OFF_HELLO_MTU), features, sock.rx, base + 6);
       if (ok || cannotDecode !== null) {
         l.setPeer(sock.rx, base + 6);
         // A stream without LZ4 chunks has nothing to decode in parallel: one output Worker.

@@ -12,7 +12,7 @@ import { Poller, POLLIN, POLLOUT, POLLHUP, POLLERR, addressOf, createEventFd, dr
 import { CompressPool, PROBE_EVERY, shrankEnough } from "../compress-pool";
 import { loadLz4, type Lz4 } from "../../ffi/lz4";
 import { KIND_LZ4, KIND_RAW, RECORD_HEADER, END_RECORD, writeHeader as writeRecordHeader, writeEnd, crc32Combine } from "../record";
-import { L2Error, EXIT_TRANSFER } from "../errors";
+import { L2Error, EXIT_TRANSFER, fromFfi } from "../errors";
 import type { Options } from "../cli";
 import { memoryPlan } from "./memory";
 import { fstatSync } from "node:fs";
@@ -160,7 +160,8 @@ class SenderLoop {
           this.readInput(now);
         } catch (e) {
           // stdin failed (a reset connection, a directory): the receiver is told why, not left to time out.
-          if (e instanceof L2Error) return this.abort(e.message, e.exitCode);
+          const f = fromFfi(e); // a failed poll() on stdin too
+          if (f instanceof L2Error) return this.abort(f.message, f.exitCode);
           throw e;
         }
       }
@@ -267,7 +268,7 @@ class SenderLoop {
         break;
       }
       case FrameType.Done:
-        core.onDone(now, readU64(v, base + OFF_DONE_TOTAL), v.getUint32(base + OFF_DONE_CRC));
+        core.onDone(readU64(v, base + OFF_DONE_TOTAL), v.getUint32(base + OFF_DONE_CRC));
         break;
       case FrameType.Abort: {
         const n = Math.min(v.getUint8(base + OFF_ABORT_TEXT_LEN), len - OFF_ABORT_TEXT);
@@ -558,7 +559,7 @@ class SenderLoop {
       // The device went away or down: its data goes to the other links at once, and the link
       // comes back when the receiver is heard on it again.
       l.socket.txClear();
-      this.core.linkFailed(l.index, performance.now());
+      this.core.linkFailed(l.index);
       return 0;
     }
   }

@@ -3,7 +3,7 @@
 // when it waits for that chunk.
 import { addressOf, libc, signalEventFd } from "../../ffi/libc";
 import { loadLz4, type Lz4 } from "../../ffi/lz4";
-import { L2Error } from "../errors";
+import { fromFfi, L2Error } from "../errors";
 import {
   CTL_CLAIMED, CTL_HEAD, CTL_STOP, CTL_STREAK, CTL_SUBMITTED, CTL_WANT, PROBE_EVERY, SKIP_AFTER, SLOT_DONE, shrankEnough,
   type PoolLayout,
@@ -27,7 +27,8 @@ self.onmessage = (ev: MessageEvent) => {
     libc(); // open libc now, while the pool is starting workers one at a time
     lz4 = loadLz4();
   } catch (e) {
-    const err = e instanceof L2Error ? e : new L2Error(String(e));
+    const f = fromFfi(e);
+    const err = f instanceof L2Error ? f : new L2Error(String(e));
     postMessage({ type: "error", message: err.message, exitCode: err.exitCode });
     return;
   }

@@ -12,21 +12,17 @@ import {
   OUT_ERROR_OFF, STATE_FAILED, STATE_FINISHED, STATE_RUNNING, type OutputInit,
 } from "../output-pipeline";
 import {
-  crc32Combine, END_BODY, KIND_END, KIND_LZ4, KIND_RAW, readCrc, readEncLen, readEndTotal, readFlags,
+  crc32Combine, END_BODY, hex, KIND_END, KIND_LZ4, KIND_RAW, readCrc, readEncLen, readEndTotal, readFlags,
   readKind, readRawLen, readReserved, RECORD_HEADER,
 } from "../record";
 
 declare var self: Worker;
 
-const hex = (n: number) => "0x" + (n >>> 0).toString(16).padStart(8, "0");
-
 self.onmessage = (ev: MessageEvent) => {
   self.onmessage = null;
   const init = ev.data as OutputInit;
-  let lz4: Lz4 | null = null;
   try {
     libc(); // open libc now, while workers are started one at a time
-    if (init.needLz4) lz4 = loadLz4();
   } catch (e) {
     const err = e instanceof L2Error ? e : new L2Error(String(e));
     postMessage({ type: "error", message: err.message, exitCode: err.exitCode });
@@ -36,7 +32,7 @@ self.onmessage = (ev: MessageEvent) => {
   postMessage({ type: "ready" });
   const i32 = new Int32Array(init.ctl);
   try {
-    new Output(init, lz4).run();
+    new Output(init).run();
   } finally {
     Atomics.add(i32, OI_EXITED, 1);
     Atomics.notify(i32, OI_EXITED);
@@ -79,10 +75,11 @@ class Output {
   private published = 0;
   private lastWake = 0;
   private consumedTo = 0;
+  /** Loaded at the first LZ4 record: a receiver of RAW streams needs no liblz4. */
+  private lz4: Lz4 | null = null;
 
   constructor(
     private readonly o: OutputInit,
-    private lz4: Lz4 | null,
   ) {
     this.big = new BigInt64Array(o.ctl);
     this.i32 = new Int32Array(o.ctl);
@@ -174,7 +171,7 @@ class Output {
         throw new Error(`stream length mismatch at END: sender sent ${total} bytes, ${written} received`);
       }
       if (crc !== streamCrc) {
-        throw new Error(`stream CRC mismatch at END: sender ${hex(crc)}, received ${hex(streamCrc)}`);
+        throw new Error(`stream CRC mismatch at END: sender 0x${hex(crc)}, received 0x${hex(streamCrc)}`);
       }
       this.flushBlock();
       this.consume(end);
@@ -206,7 +203,7 @@ class Output {
     }
 
     this.awaitTurn();
-    if (problem === BAD_CRC) throw new Error(`${this.where()}: CRC mismatch (record ${hex(crc)}, data ${hex(chunkCrc)})`);
+    if (problem === BAD_CRC) throw new Error(`${this.where()}: CRC mismatch (record 0x${hex(crc)}, data 0x${hex(chunkCrc)})`);
     if (problem === BAD_LZ4) {
       throw new Error(decoded < 0
         ? `${this.where()}: LZ4 body is corrupt (LZ4_decompress_safe returned ${decoded})`

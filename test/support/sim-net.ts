@@ -5,6 +5,8 @@
 import { SenderCore, Phase, type SenderEvent } from "../../src/core/sender";
 import { ReceiverCore, RxPhase, Accept } from "../../src/core/receiver";
 import { defaultTiming, type Timing } from "../../src/core/timing";
+import { TWO32 } from "../../src/wire";
+import { crc32 } from "../../src/record";
 
 export interface SimLink {
   /** Bytes per millisecond (1 Gbit/s = 125_000). */
@@ -39,6 +41,9 @@ export interface SimOptions {
   receiverDiesAt?: number;
   /** Receiver device for sender link i (default identity). */
   devicePermutation?: number[];
+  /** Damage the byte at this stream offset in the receiver's ring once it is stored (past every
+   * frame check): only the stream CRC in DONE can tell. */
+  damageAt?: number;
 }
 
 export interface SimResult {
@@ -76,6 +81,7 @@ interface Frame {
   delayUs: number;
   ranges: number[];
   total: number;
+  crc: number;
 }
 
 function mulberry32(seed: number): () => number {
@@ -124,6 +130,19 @@ export function simulate(opts: SimOptions): SimResult {
   let readerCredit = 0;
   let lastReaderTime = 0;
   let senderAlive = true;
+  let damaged = false;
+  // The stream CRC-32 as each end computes it: of what the sender produced, of what the reader got.
+  let sentCrc = 0;
+  let readCrc = 0;
+  /** CRC-32 of ring bytes [from, to) (stream offsets), continuing `seed`. */
+  const ringCrc = (r: Uint8Array, from: number, to: number, seed: number) => {
+    for (let o = from; o < to; ) {
+      const end = Math.min(to, o + ring - (o % ring));
+      seed = crc32(r.subarray(o % ring, (o % ring) + (end - o)), seed);
+      o = end;
+    }
+    return seed;
+  };
   let receiverAlive = true;
   const name = (i: number) => `sim${i}`;
   const events: Array<SenderEvent & { at: number }> = [];
@@ -158,7 +177,7 @@ export function simulate(opts: SimOptions): SimResult {
   }
 
   function blank(link: number, toReceiver: boolean, type: Frame["type"]): Omit<Frame, "at"> {
-    return { toReceiver, link, type, pn: 0, offset: 0, bytes: null, cum: 0, limit: 0, delayUs: 0, ranges: [], total: 0 };
+    return { toReceiver, link, type, pn: 0, offset: 0, bytes: null, cum: 0, limit: 0, delayUs: 0, ranges: [], total: 0, crc: 0 };
   }
 
   function deliver(f: Frame): void {
@@ -168,7 +187,7 @@ export function simulate(opts: SimOptions): SimResult {
       const dev = perm[f.link];
       const src = macs[f.link];
       if (f.type === "hello") {
-        if (receiver.onHello(dev, f.at, 77, f.link, n, opts.links[f.link].mtu, 0, src, 0)) {
+        if (receiver.onHello(dev, f.at, 77, f.link, opts.links[f.link].mtu, 0, src, 0)) {
           const r = blank(f.link, false, "helloAck");
           r.limit = ring;
           transmit(r, 64);
@@ -178,11 +197,16 @@ export function simulate(opts: SimOptions): SimResult {
       if (!receiver.authentic(dev, 77, f.link, src, 0)) return;
       if (f.type === "data") {
         const len = f.bytes!.length;
-        const verdict = receiver.onData(dev, f.at, f.pn % 0x1_0000_0000, f.offset, len);
+        const verdict = receiver.onData(dev, f.at, f.pn % TWO32, f.offset, len);
         if (verdict === Accept.Store) {
           for (let o = receiver.storeFrom; o < f.offset + len; o++) recvRing[o % ring] = f.bytes![o - f.offset];
+          const at = opts.damageAt;
+          if (at !== undefined && !damaged && at >= receiver.storeFrom && at < f.offset + len) {
+            recvRing[at % ring] ^= 0x20;
+            damaged = true;
+          }
         }
-      } else if (f.type === "ping") receiver.onPing(dev, f.at, f.pn % 0x1_0000_0000);
+      } else if (f.type === "ping") receiver.onPing(dev, f.at, f.pn % TWO32);
       else if (f.type === "doneAck") receiver.onDoneAck();
       else receiver.heard(receiver.links[dev], f.at);
       return;
@@ -197,7 +221,7 @@ export function simulate(opts: SimOptions): SimResult {
       sender.onAck(f.link, f.at, f.cum, f.limit, f.delayUs / 1000, f.ranges.length / 2, (i, high) =>
         high ? f.ranges[i * 2] : f.ranges[i * 2 + 1],
       );
-    } else if (f.type === "done") sender.onDone(f.at, f.total, 0);
+    } else if (f.type === "done") sender.onDone(f.total, f.crc);
   }
 
   const finished = (p: Phase | RxPhase) => p === 3 || p === 4;
@@ -222,8 +246,9 @@ export function simulate(opts: SimOptions): SimResult {
       const target = Math.min(opts.streamBytes, room);
       if (appended < target) {
         for (let o = appended; o < target; o++) sendRing[o % ring] = streamByte(o);
+        sentCrc = ringCrc(sendRing, appended, target, sentCrc);
         appended = target;
-        if (appended === opts.streamBytes) sender.streamEnded(appended, appended, 0);
+        if (appended === opts.streamBytes) sender.streamEnded(appended, appended, sentCrc);
         else sender.streamAppended(appended);
       } else if (opts.streamBytes === 0 && !sender.ended) sender.streamEnded(0, 0, 0);
       for (let i = 0; i < n; i++) {
@@ -266,12 +291,13 @@ export function simulate(opts: SimOptions): SimResult {
         for (let o = receiver.consumed; o < receiver.consumed + canRead; o++) {
           if (recvRing[o % ring] !== streamByte(o)) corruptBytes++;
         }
+        readCrc = ringCrc(recvRing, receiver.consumed, receiver.consumed + canRead, readCrc);
         readerCredit -= canRead;
         receiver.setConsumed(receiver.consumed + canRead);
       }
       if (receiver.consumed === opts.streamBytes && receiver.phase === RxPhase.Transfer && sender.ended) {
         // The END record is modelled by the sender having ended: the receiver knows the total.
-        receiver.finished(now, opts.streamBytes, 0);
+        receiver.finished(now, opts.streamBytes, readCrc);
         deliveredMs = now;
       }
       for (let d = 0; d < n; d++) {
@@ -289,6 +315,7 @@ export function simulate(opts: SimOptions): SimResult {
         if (receiver.doneDue(d, now)) {
           const f = blank(link, false, "done");
           f.total = receiver.doneTotal;
+          f.crc = receiver.doneCrc;
           transmit(f, 64);
         }
       }
