@@ -68,9 +68,9 @@ export function loadZstd(): Zstd {
     }
     return Number(r);
   };
-  const context = (p: Pointer | null, what: string): number => {
+  const context = (p: unknown, what: string): number => {
     if (p === null) throw systemError(`${what} failed: out of memory`);
-    return p as unknown as number;
+    return p as number;
   };
   loaded = {
     createCCtx: () => context(s.ZSTD_createCCtx(), "ZSTD_createCCtx"),
