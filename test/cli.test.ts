@@ -37,7 +37,7 @@ describe("parseCommandLine", () => {
   test("defaults of each side", () => {
     const s = options(["-s", "eth0"]);
     expect(s).toEqual({
-      mode: "send", devices: ["eth0"], verbose: false, lowMemory: false, compressors: 4, weights: null,
+      mode: "send", devices: ["eth0"], verbose: false, lowMemory: false, compressors: 4, compress: "auto", zstdLevel: 3, weights: null,
       timeoutMs: 5000, waitMs: 30_000, progress: false, sizeHint: null, statsJson: null, bufferBytes: 0,
       startAtPct: 80, resumeAtPct: 20, blockBytes: 256 * 1024, strictBlocks: false,
     });
