@@ -3,7 +3,7 @@
 // waited with nothing to send (starved), time data waited for the links (backlog), busy time.
 import { describe, expect, test } from "bun:test";
 import { CODEC_LZ4, type CodecWord } from "../src/codec";
-import { AUTO_LADDER, CodecPolicy, HOLD_MIN_MS, WINDOW_MS } from "../src/core/codec-policy";
+import { AUTO_LADDER, CodecPolicy, HOLD_MIN_MS, START_WORD, WINDOW_MS } from "../src/core/codec-policy";
 
 interface Data {
   /** Input MB/s one compressor manages, per codec word. */
@@ -40,13 +40,11 @@ interface Trace {
 
 const STEP = 5;
 const WORKERS = 2;
-const RING_MB = 16;
-
-function simulate(phases: Phase[], ladder = AUTO_LADDER): Trace {
+function simulate(phases: Phase[], ladder = AUTO_LADDER, RING_MB = 16): Trace {
   const policy = new CodecPolicy(ladder, WORKERS, 0);
   let t = 0;
   let fill = 0; // wire MB in the ring, not yet sent
-  const totals = { starvedMs: 0, backlogMs: 0, busyMs: 0 };
+  const totals = { starvedMs: 0, backlogMs: 0, busyMs: 0, producedBytes: 0, drainedBytes: 0 };
   const windows: [number, CodecWord][] = [];
   for (const p of phases) {
     for (const end = t + p.ms; t < end; t += STEP) {
@@ -64,6 +62,8 @@ function simulate(phases: Phase[], ladder = AUTO_LADDER): Trace {
       const compressorsBehind = input >= canInput - 1e-12 && canInput < (p.inputRate ?? Infinity) * dt;
       if (sent < want && compressorsBehind) totals.starvedMs += STEP * (1 - sent / want);
       fill = fill + wire - sent;
+      totals.producedBytes += wire * 1e6;
+      totals.drainedBytes += sent * 1e6;
       if (fill > 1e-9) totals.backlogMs += STEP;
       if (policy.due(t + STEP)) windows.push([t + STEP, policy.update(t + STEP, totals)]);
     }
@@ -99,7 +99,13 @@ describe("codec policy against a simulated bottleneck", () => {
     const s = settled(trace);
     expect(s.codec).toBe(6);
     expect(s.since).toBeLessThanOrEqual(1200);
-    expect(changes(trace)).toBe(3); // lz4 -> 1 -> 3 -> 6, nothing after
+    expect(changes(trace)).toBe(2); // zstd-1 (the start) -> 3 -> 6, nothing after
+  });
+
+  test("a 64 MB ring still filling: the links' need, not the compressors' rush to fill it, decides", () => {
+    // Filling 64 MB at lz4 takes ~50 ms of the 2 compressors, draining it 1.6 s of the link.
+    const trace = simulate([{ ms: 3000, linkRate: 40, data: USR }], AUTO_LADDER, 64);
+    expect(codecAt(trace, 1200)).toBe(6);
   });
 
   test("links faster than the compressors: the level falls back to lz4 within a second", () => {
@@ -152,13 +158,21 @@ describe("codec policy against a simulated bottleneck", () => {
   test("neither side the bottleneck (a slow producer): the codec stays where it is", () => {
     const trace = simulate([{ ms: 5000, linkRate: 1000, data: USR, inputRate: 50 }]);
     expect(changes(trace)).toBe(0);
-    expect(settled(trace).codec).toBe(CODEC_LZ4);
+    expect(settled(trace).codec).toBe(START_WORD);
   });
 
-  test("a ladder of one codec never changes; the first codec is the cheapest", () => {
+  test("fast links from the start: down from zstd-1 to lz4 in the first windows", () => {
+    const trace = simulate([{ ms: 3000, linkRate: 2000, data: USR }]);
+    expect(trace.windows[0]![1]).toBe(CODEC_LZ4);
+    expect(changes(trace)).toBe(0);
+  });
+
+  test("a ladder of one codec never changes; the start is zstd-1 or, without it, the cheapest", () => {
     const trace = simulate([{ ms: 3000, linkRate: 40, data: USR }], [{ word: CODEC_LZ4, cost: 1 }]);
     expect(changes(trace)).toBe(0);
-    expect(new CodecPolicy(AUTO_LADDER, 4, 0).current()).toBe(CODEC_LZ4);
+    expect(START_WORD).toBe(1);
+    expect(new CodecPolicy(AUTO_LADDER, 4, 0).current()).toBe(1);
+    expect(new CodecPolicy([{ word: CODEC_LZ4, cost: 1 }, { word: 3, cost: 3 }], 4, 0).current()).toBe(CODEC_LZ4);
     expect(() => new CodecPolicy([], 4, 0)).toThrow("empty ladder");
   });
 });

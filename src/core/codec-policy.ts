@@ -8,7 +8,9 @@
 // - backlog: data waited in the send ring for the links, and the links never starved. The links
 //   (or the receiver's window) are the bottleneck: the compressors have time for a better ratio.
 // A step up is taken only after UP_WINDOWS such windows in a row, and only if the compressors'
-// busy share times the next codec's relative cost stays below UP_MAX_LOAD. A level the policy
+// load times the next codec's relative cost stays below UP_MAX_LOAD. The load is their busy share
+// scaled by what the links took of what they made (wire bytes drained / produced): while the send
+// ring fills, the compressors run flat out, yet the links need only a part of that. A level the policy
 // had to leave because the compressors starved the links is not tried again for a hold time that
 // doubles with each such failure, so a level that does not fit is not retried every window.
 import { CODEC_LZ4, type CodecWord } from "../codec";
@@ -30,6 +32,14 @@ export const AUTO_LADDER: readonly Rung[] = [
   { word: 6, cost: 7 },
 ];
 
+/**
+ * Where auto starts: zstd-1 when the ladder has it. The send ring (64 MiB) fills within the
+ * first window or two, long before the links have said anything, and what fills it keeps the
+ * codec it got; links slower than the compressors (1 GbE, USB) are the common case, and on
+ * links that are faster the first starved window steps down to lz4 (150 ms).
+ */
+export const START_WORD: CodecWord = 1;
+
 export const WINDOW_MS = 150;
 /** Starved share of a window above which the policy steps down. */
 export const DOWN_STARVED = 0.1;
@@ -50,19 +60,22 @@ export interface PolicyTotals {
   backlogMs: number;
   /** Compressor busy time summed over the workers. */
   busyMs: number;
+  /** Wire bytes put into the send ring, and taken from it by the links. */
+  producedBytes: number;
+  drainedBytes: number;
 }
 
 export interface PolicyWindow {
   starved: number;
   backlog: number;
-  /** Busy share of the compressors (0..1, per worker). */
+  /** Share of the compressors' time (0..1, per worker) it takes to keep the links fed. */
   load: number;
 }
 
 export class CodecPolicy {
-  private rung = 0;
+  private rung: number;
   private windowStart: number;
-  private last: PolicyTotals = { starvedMs: 0, backlogMs: 0, busyMs: 0 };
+  private last: PolicyTotals = { starvedMs: 0, backlogMs: 0, busyMs: 0, producedBytes: 0, drainedBytes: 0 };
   private upVotes = 0;
   private enteredAt: number;
   private readonly holdUntil: number[];
@@ -78,6 +91,7 @@ export class CodecPolicy {
     private readonly windowMs = WINDOW_MS,
   ) {
     if (ladder.length === 0) throw new Error("CodecPolicy: empty ladder");
+    this.rung = Math.max(0, ladder.findIndex((r) => r.word === START_WORD));
     this.windowStart = now;
     this.enteredAt = now;
     this.holdUntil = ladder.map(() => -Infinity);
@@ -97,10 +111,13 @@ export class CodecPolicy {
   update(now: number, totals: PolicyTotals): CodecWord {
     const span = now - this.windowStart;
     if (span <= 0) return this.current();
+    const busy = (totals.busyMs - this.last.busyMs) / (span * this.workers);
+    const produced = totals.producedBytes - this.last.producedBytes;
+    const drained = totals.drainedBytes - this.last.drainedBytes;
     const w: PolicyWindow = {
       starved: Math.min(1, (totals.starvedMs - this.last.starvedMs) / span),
       backlog: Math.min(1, (totals.backlogMs - this.last.backlogMs) / span),
-      load: Math.min(1, (totals.busyMs - this.last.busyMs) / (span * this.workers)),
+      load: Math.min(1, produced > 0 ? busy * Math.max(0, drained / produced) : busy),
     };
     this.lastWindow = w;
     this.last = { ...totals };

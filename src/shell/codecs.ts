@@ -61,13 +61,13 @@ export class SenderCodecs {
     const decodesLz4 = (receiverFeatures & FEATURE_LZ4) !== 0;
     const decodesZstd = (receiverFeatures & FEATURE_ZSTD) !== 0;
     const c = this.opts.compress;
-    if (c === "zstd" && !decodesZstd) throw cannotDecode("zstd", "libzstd.so.1 is", "libzstd1", "--compress lz4");
-    if (c === "lz4" && !decodesLz4) throw cannotDecode("lz4", "liblz4.so.1 is", "liblz4-1", "-0");
+    if (c === "zstd" && !decodesZstd) throw cannotDecode("zstd", "libzstd.so.1 is not", "libzstd1", "--compress lz4");
+    if (c === "lz4" && !decodesLz4) throw cannotDecode("lz4", "liblz4.so.1 is not", "liblz4-1", "-0");
     // auto makes do with either codec.
     if (c === "auto" && !decodesLz4 && !(decodesZstd && this.zstd)) {
       throw decodesZstd
         ? systemError(`receiver cannot decode lz4: liblz4.so.1 is not available on the receiving host, and libzstd not on this one (${this.zstdMissing}); install liblz4-1 there, or send uncompressed with -0`)
-        : cannotDecode("lz4 or zstd", "neither liblz4.so.1 nor libzstd.so.1 is", "liblz4-1", "-0");
+        : cannotDecode("lz4 or zstd", "neither liblz4.so.1 nor libzstd.so.1 is", "liblz4-1 or libzstd1", "-0");
     }
     let word = this.initial();
     if (c === "auto") {
@@ -79,7 +79,8 @@ export class SenderCodecs {
     }
     pool.setCodec(word);
     this.settledWord = word;
-    this.probeWord = word === CODEC_LZ4 ? CODEC_LZ4 : 1; // zstd's cheapest level: any level decodes alike
+    // lz4 where allowed, else zstd's cheapest level (any level decodes alike).
+    this.probeWord = c === "lz4" || (c === "auto" && decodesLz4) ? CODEC_LZ4 : 1;
   }
 
   /**
@@ -92,10 +93,10 @@ export class SenderCodecs {
   }
 
   /** With auto, once per window: the policy's codec for the chunks claimed from now on. */
-  tick(now: number, pool: CompressPool, starvedMs: number, backlogMs: number): void {
+  tick(now: number, pool: CompressPool, m: Omit<PolicyTotals, "busyMs">): void {
     const p = this.policy;
     if (!p || !p.due(now)) return;
-    const totals: PolicyTotals = { starvedMs, backlogMs, busyMs: pool.busyMs() };
+    const totals: PolicyTotals = { ...m, busyMs: pool.busyMs() };
     const word = p.update(now, totals);
     if (word !== this.settledWord) {
       this.settledWord = word;
@@ -113,8 +114,9 @@ export class SenderCodecs {
   }
 }
 
+/** `libIs`: "libzstd.so.1 is not", "neither A nor B is". */
 function cannotDecode(codec: string, libIs: string, pkg: string, instead: string) {
-  return systemError(`receiver cannot decode ${codec}: ${libIs} not available on the receiving host (install ${pkg} there, or send with ${instead})`);
+  return systemError(`receiver cannot decode ${codec}: ${libIs} available on the receiving host (install ${pkg} there, or send with ${instead})`);
 }
 
 /** Receiver: the codecs this host can decode (FEATURE_* bits for HELLO_ACK); a missing library only clears its bit. */

@@ -149,6 +149,7 @@ class SenderLoop {
     const name = (i: number) => this.links[i].name;
     for (;;) {
       let now = performance.now();
+      const turnStart = now; // for linksBusyMs
       this.receive(now);
       if (core.phase === Phase.Transfer || core.phase === Phase.Finishing) {
         try {
@@ -180,12 +181,17 @@ class SenderLoop {
       // still work on chunks already read: that time is the compressors' to answer for.
       const starved = this.pool !== null && core.phase === Phase.Transfer && this.heldRecord < 0 &&
         this.submitted > this.taken && core.nextNew >= core.appended && core.appended < core.peerLimit;
-      // Data in the ring the links have not taken yet: that time is the links' (or the receiver's).
+      // Data in the ring the links have not taken yet: the whole turn is the links' (or the
+      // receiver's) to answer for, reading stdin into a filling ring included.
       const backlog = this.pool !== null && core.phase === Phase.Transfer && !starved && core.nextNew < core.appended;
       this.sleep(now);
       if (starved) this.linksWaitedMs += performance.now() - now;
-      if (backlog) this.linksBusyMs += performance.now() - now;
-      if (this.codecs?.settled) this.codecs.tick(now, this.pool!, this.linksWaitedMs, this.linksBusyMs);
+      if (backlog) this.linksBusyMs += performance.now() - turnStart;
+      if (this.codecs?.settled) {
+        this.codecs.tick(now, this.pool!, {
+          starvedMs: this.linksWaitedMs, backlogMs: this.linksBusyMs, producedBytes: this.appended, drainedBytes: core.nextNew,
+        });
+      }
     }
   }
 
