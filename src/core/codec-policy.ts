@@ -41,6 +41,13 @@ export const AUTO_LADDER: readonly Rung[] = [
 export const START_WORD: CodecWord = 1;
 
 export const WINDOW_MS = 150;
+/**
+ * Windows in this first span only set the baseline: the links first wait for the very first
+ * chunk, and then the kernel's queues (the socket buffer, up to txqueuelen frames in the qdisc)
+ * take megabytes at any rate, so the links look starved whatever the codec (measured: 16 % of the
+ * first window, over a 300 Mbit link that the compressors outran by far).
+ */
+export const WARMUP_MS = 3 * WINDOW_MS;
 /** Starved share of a window above which the policy steps down. */
 export const DOWN_STARVED = 0.1;
 /** Backlog share at or above which (with starved under UP_STARVED_MAX) a window votes up. */
@@ -80,6 +87,7 @@ export class CodecPolicy {
   private enteredAt: number;
   private readonly holdUntil: number[];
   private readonly holdMs: number[];
+  private readonly warmUntil: number;
   /** Windows in which the codec changed (for reports and tests). */
   changes = 0;
   lastWindow: PolicyWindow = { starved: 0, backlog: 0, load: 0 };
@@ -93,6 +101,7 @@ export class CodecPolicy {
     if (ladder.length === 0) throw new Error("CodecPolicy: empty ladder");
     this.rung = Math.max(0, ladder.findIndex((r) => r.word === START_WORD));
     this.windowStart = now;
+    this.warmUntil = now + WARMUP_MS;
     this.enteredAt = now;
     this.holdUntil = ladder.map(() => -Infinity);
     this.holdMs = ladder.map(() => HOLD_MIN_MS);
@@ -122,6 +131,7 @@ export class CodecPolicy {
     this.lastWindow = w;
     this.last = { ...totals };
     this.windowStart = now;
+    if (now <= this.warmUntil) return this.current();
     const at = this.rung;
     if (w.starved > DOWN_STARVED) {
       this.upVotes = 0;
