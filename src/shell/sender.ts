@@ -439,8 +439,8 @@ class SenderLoop {
 
   /**
    * Every PROBE_EVERY-th chunk read straight into the ring while the stream does not compress:
-   * tries the codec in use on it (lz4: a few tens of microseconds, it gives up early on data
-   * that does not shrink). If it shrinks after all, its body replaces the raw one in place (it is
+   * tries the probe codec on it (lz4 where the receiver decodes it: a few tens of microseconds,
+   * it gives up early on data that does not shrink; see SenderCodecs.probeCodec). If it shrinks after all, its body replaces the raw one in place (it is
    * shorter) and the chunks after it go to the pool again. Returns the body's length, or 0 for RAW.
    */
   private probe(bodyPos: number, len: number, contiguous: boolean): number {
