@@ -14,6 +14,7 @@ command -v setcap >/dev/null 2>&1 || need_apt+=(libcap2-bin)
 command -v setpriv >/dev/null 2>&1 || need_apt+=(util-linux)
 command -v strace >/dev/null 2>&1 || need_apt+=(strace)
 ldconfig -p | grep -q 'liblz4.so.1 ' || need_apt+=(liblz4-1)
+ldconfig -p | grep -q 'libzstd.so.1 ' || need_apt+=(libzstd1)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

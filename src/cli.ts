@@ -3,6 +3,7 @@
 
 import { parseArgs } from "citty";
 import { usageError } from "./errors";
+import { ZSTD_MAX_LEVEL, ZSTD_MIN_LEVEL } from "../ffi/zstd";
 
 export const VERSION = "0.1.0";
 export const MAX_DEVICES = 10;
@@ -14,6 +15,10 @@ export interface Options {
   lowMemory: boolean;
   /** 0 = no compression. */
   compressors: number;
+  /** --compress: auto = lz4 and zstd levels chosen live; none comes with compressors 0. */
+  compress: "auto" | "lz4" | "zstd" | "none";
+  /** The level of --compress zstd[:LEVEL]. */
+  zstdLevel: number;
   /** -a weights, one per device (missing ones are 1); null = pull scheduling. */
   weights: number[] | null;
   timeoutMs: number;
@@ -39,6 +44,7 @@ const argsDef = {
   "1": { type: "boolean" },
   "2": { type: "boolean" },
   "3": { type: "boolean" },
+  compress: { type: "string" },
   weights: { type: "string", alias: ["a"] },
   timeout: { type: "string", alias: ["t"] },
   wait: { type: "string", alias: ["w"] },
@@ -128,7 +134,10 @@ usage:  l2pipe -r [options] DEV...          receive: wire -> stdout
   -r, --receive        receiver mode
   -v, --verbose        statistics per link and in total on stderr at the end
   -m, --low-memory     reduced memory footprint (smaller buffers and chunks)
-  -3 | -2 | -1 | -0    3, 2, 1 or no parallel lz4 compressors (default 4; sender)
+  -3 | -2 | -1 | -0    3, 2, 1 or no parallel compressors (default 4; sender)
+      --compress C     sender: auto (default: lz4 or zstd levels, chosen live by
+                       whether links or compressors are the bottleneck), lz4,
+                       zstd[:LEVEL] (1..19, default 3), none (= -0)
   -a, --weights N.N..  share of the stream per device, 1..10 each, in device order
                        (default: each link takes what it has room for)
   -t, --timeout SEC    fail when the peer is silent, or the stream stops moving, this
@@ -154,7 +163,7 @@ example (tape on the receiving host, 1 GbE + USB3 host-to-host cable):
   sender:    tar -c -f - -b 512 / | l2pipe -s -a 1.2 eth0 usb0
 
 exit codes: 0 done and verified, 1 transfer failed, 2 usage, 3 system (permission,
-liblz4, memory), 4 no peer appeared, 130/143 interrupted`;
+liblz4/libzstd on either host, memory), 4 no peer appeared, 130/143 interrupted`;
 
 export type ParseResult = { kind: "run"; options: Options } | { kind: "help" } | { kind: "version" };
 
@@ -215,6 +224,22 @@ export function parseWeights(text: string, deviceCount: number): number[] {
   return weights;
 }
 
+const DEFAULT_ZSTD_LEVEL = 3;
+
+/** --compress auto|lz4|zstd[:LEVEL]|none */
+export function parseCompress(text: string): { compress: Options["compress"]; zstdLevel: number } {
+  const m = /^(auto|lz4|zstd|none)(?::(.*))?$/.exec(text);
+  if (!m) throw usageError(`--compress ${text}: unknown codec (say auto, lz4, zstd, zstd:LEVEL or none)`);
+  const compress = m[1] as Options["compress"];
+  if (m[2] === undefined) return { compress, zstdLevel: DEFAULT_ZSTD_LEVEL };
+  if (compress !== "zstd") throw usageError(`--compress ${text}: only zstd takes a level`);
+  const level = Number(m[2]);
+  if (!/^\d+$/.test(m[2]) || level < ZSTD_MIN_LEVEL || level > ZSTD_MAX_LEVEL) {
+    throw usageError(`--compress ${text}: the zstd level must be a whole number from ${ZSTD_MIN_LEVEL} to ${ZSTD_MAX_LEVEL}`);
+  }
+  return { compress, zstdLevel: level };
+}
+
 export function parseCommandLine(argv: string[]): ParseResult {
   const args = parseArgs(canonicalArgv(argv), argsDef as unknown as Parameters<typeof parseArgs>[1]) as Record<string, unknown> & { _: string[] };
   if (args.help) return { kind: "help" };
@@ -227,7 +252,15 @@ export function parseCommandLine(argv: string[]): ParseResult {
 
   const levels = ["0", "1", "2", "3"].filter((k) => args[k]);
   if (levels.length > 1) throw usageError(`-${levels.join(" and -")} exclude each other`);
-  const compressors = levels.length ? Number(levels[0]) : 4;
+  let compressors = levels.length ? Number(levels[0]) : 4;
+  const compressText = args.compress === undefined ? undefined : String(args.compress);
+  const { compress, zstdLevel } = compressText === undefined
+    ? { compress: compressors === 0 ? "none" as const : "auto" as const, zstdLevel: DEFAULT_ZSTD_LEVEL }
+    : parseCompress(compressText);
+  if (compressText !== undefined && levels.length && (compress === "none") !== (compressors === 0)) {
+    throw usageError(`-${levels[0]} and --compress ${compressText} exclude each other`);
+  }
+  if (compress === "none") compressors = 0;
 
   const str = (k: string) => (args[k] === undefined ? undefined : String(args[k]));
   const weightsText = str("weights");
@@ -246,6 +279,7 @@ export function parseCommandLine(argv: string[]): ParseResult {
   }
   if (mode === "receive" && weightsText !== undefined) throw usageError("-a is a sender option (-s)");
   if (mode === "receive" && levels.length) throw usageError(`-${levels[0]} is a sender option (-s); the receiver follows the sender`);
+  if (mode === "receive" && compressText !== undefined) throw usageError("--compress is a sender option (-s); the receiver follows the sender");
 
   const bufferText = str("buffer");
   let bufferBytes = 0;
@@ -290,6 +324,8 @@ export function parseCommandLine(argv: string[]): ParseResult {
       verbose: Boolean(args.verbose),
       lowMemory: Boolean(args["low-memory"]),
       compressors,
+      compress,
+      zstdLevel,
       weights,
       timeoutMs,
       waitMs,

@@ -1,5 +1,5 @@
 // The sender's compressor pool: Workers turn input chunks into finished wire records (header +
-// RAW or LZ4 body) in a SharedArrayBuffer, handed back to the main thread in submission order.
+// RAW, LZ4 or ZSTD body) in a SharedArrayBuffer, handed back to the main thread in submission order.
 //
 // Per-chunk traffic is Atomics only: the main thread queues a slot and bumps a counter, a worker
 // claims it with compareExchange, writes the record and marks the slot DONE. The eventfd the main
@@ -11,6 +11,7 @@
 import { addressOf, adviseHugePages } from "../ffi/libc";
 import { lz4Bound } from "../ffi/lz4";
 import { createWorker, startWorker } from "./worker-start";
+import { CODEC_LZ4, CODEC_WORDS, codecName, type CodecWord } from "./codec";
 import { L2Error } from "./errors";
 import { RECORD_HEADER, KIND_RAW, OFF_ENC_LEN, OFF_KIND, OFF_RAW_LEN } from "./record";
 
@@ -29,6 +30,7 @@ export const CTL_STOP = 2;
 export const CTL_STREAK = 3; // incompressible chunks in a row, shared by all workers
 export const CTL_WANT = 4; // 1: the main thread waits for the chunk numbered CTL_HEAD
 export const CTL_HEAD = 5; // sequence number of the oldest chunk not yet returned by nextDone
+export const CTL_CODEC = 6; // CodecWord for the next chunk a worker claims (written by the main thread)
 export const CTL_WORDS = 8;
 
 // An lz4 attempt on incompressible data costs about as much as the CRC (5-7 GB/s here), so after
@@ -53,7 +55,8 @@ export interface PoolLayout {
   rawLen: number; // Int32 index: slots entries
   recLen: number; // Int32 index: slots entries, record bytes (header + body)
   recKind: number; // Int32 index: slots entries, 0 = record in the input slot (RAW), 1 = output slot
-  skipped: number; // Int32 index: slots entries, 1 = lz4 not tried
+  skipped: number; // Int32 index: slots entries, 1 = compression not tried
+  codec: number; // Int32 index: slots entries, the CodecWord the chunk was tried with
   busy: number; // Float64 index: one per worker, busy milliseconds
   inBase: number; // byte offset of input slot 0 (its record header sits 16 bytes before the data)
   inStride: number;
@@ -73,6 +76,7 @@ export function poolLayout(chunkSize: number, slots: number, workers: number): P
   const recLen = i; i += slots;
   const recKind = i; i += slots;
   const skipped = i; i += slots;
+  const codec = i; i += slots;
   const busyByte = align(i * 4, 8);
   const busy = busyByte / 8;
   // A RAW record is the header written in front of the input data, so RAW needs no copy.
@@ -81,7 +85,13 @@ export function poolLayout(chunkSize: number, slots: number, workers: number): P
   const outBase = align(inBase + slots * inStride, 64);
   const outStride = align(RECORD_HEADER + lz4Bound(chunkSize), 64);
   const bytes = outBase + slots * outStride;
-  return { slots, chunkSize, wrap, queue, state, rawLen, recLen, recKind, skipped, busy, inBase, inStride, outBase, outStride, bytes };
+  return { slots, chunkSize, wrap, queue, state, rawLen, recLen, recKind, skipped, codec, busy, inBase, inStride, outBase, outStride, bytes };
+}
+
+export interface CodecStats {
+  chunks: number;
+  rawBytes: number;
+  encodedBytes: number;
 }
 
 export interface PoolStats {
@@ -91,6 +101,8 @@ export interface PoolStats {
   rawBytes: number;
   encodedBytes: number;
   busyMs: number;
+  /** Compressed chunks by codec name ("lz4", "zstd-3"); chunks sent raw are not in it. */
+  codecs: Record<string, CodecStats>;
 }
 
 export class CompressPool {
@@ -109,7 +121,9 @@ export class CompressPool {
   private headSeq = 0;
   private closed = false;
   private failure: string | null = null;
-  private readonly st: PoolStats = { chunks: 0, rawChunks: 0, skippedChunks: 0, rawBytes: 0, encodedBytes: 0, busyMs: 0 };
+  private readonly st = { chunks: 0, rawChunks: 0, skippedChunks: 0, rawBytes: 0, encodedBytes: 0 };
+  // Per CodecWord: chunks, original bytes, body bytes of the chunks that codec compressed.
+  private readonly byCodec = new Float64Array(CODEC_WORDS * 3);
 
   private constructor(
     sab: SharedArrayBuffer,
@@ -127,20 +141,25 @@ export class CompressPool {
     this.fifo = new Int32Array(L.slots);
   }
 
-  static async create(opts: { workers: number; chunkSize: number; slots: number; wakeFd: number }): Promise<CompressPool> {
+  /** The workers load liblz4 (`lz4`, default true) and libzstd (`zstd`); `codec`: the first chunks' codec (default lz4). */
+  static async create(opts: {
+    workers: number; chunkSize: number; slots: number; wakeFd: number; lz4?: boolean; zstd?: boolean; codec?: CodecWord;
+  }): Promise<CompressPool> {
     const { workers: n, chunkSize, slots, wakeFd } = opts;
+    const libs = { lz4: opts.lz4 ?? true, zstd: opts.zstd ?? false };
     if (!(n >= 1) || !(chunkSize >= 1) || chunkSize > 0x7fff_0000 || !(slots >= 1)) {
       throw new L2Error(`CompressPool: bad options workers=${n} chunkSize=${chunkSize} slots=${slots}`);
     }
     const L = poolLayout(chunkSize, slots, n);
     const sab = new SharedArrayBuffer(L.bytes);
     adviseHugePages(sab);
+    new Int32Array(sab)[CTL_CODEC] = opts.codec ?? CODEC_LZ4;
     const workers: Worker[] = [];
-    // The first worker proves that lz4 loads; the others start behind it while the run begins
+    // The first worker proves that its libraries load; the others start behind it while the run begins
     // (a chunk waits in its slot for whichever worker is up). One at a time: concurrent first
     // dlopen() in fresh Workers can crash Bun (oven-sh/bun#40972).
     try {
-      await startCompressor(sab, L, wakeFd, workers);
+      await startCompressor(sab, L, wakeFd, libs, workers);
     } catch (e) {
       stopWorkers(new Int32Array(sab), workers);
       throw e;
@@ -149,7 +168,7 @@ export class CompressPool {
     pool.watch(workers[0]!);
     void (async () => {
       for (let i = 1; i < n && !pool.closed; i++) {
-        await startCompressor(sab, L, wakeFd, workers);
+        await startCompressor(sab, L, wakeFd, libs, workers);
         if (pool.closed) stopWorkers(pool.ctl, workers);
         else pool.watch(workers[i]!);
       }
@@ -231,6 +250,7 @@ export class CompressPool {
     st.rawBytes += this.dv.getUint32(off + OFF_RAW_LEN, false);
     st.encodedBytes += this.dv.getUint32(off + OFF_ENC_LEN, false);
     if (this.u8[off + OFF_KIND] === KIND_RAW) st.rawChunks++;
+    else this.countCodec(this.ctl[L.codec + slot]!, this.dv.getUint32(off + OFF_RAW_LEN, false), this.dv.getUint32(off + OFF_ENC_LEN, false));
     st.skippedChunks += this.ctl[L.skipped + slot]!;
     return slot;
   }
@@ -262,7 +282,34 @@ export class CompressPool {
     this.free[this.freeCount++] = slot;
   }
 
-  /** The last SKIP_AFTER chunks or more did not shrink: lz4 is only worth a probe now and then. */
+  private countCodec(word: CodecWord, rawLen: number, encLen: number): void {
+    const c = this.byCodec;
+    c[word * 3]++;
+    c[word * 3 + 1] += rawLen;
+    c[word * 3 + 2] += encLen;
+  }
+
+  /** The codec the workers use for the chunks they claim from now on. */
+  setCodec(word: CodecWord): void {
+    Atomics.store(this.ctl, CTL_CODEC, word);
+  }
+
+  codec(): CodecWord {
+    return Atomics.load(this.ctl, CTL_CODEC);
+  }
+
+  workerCount(): number {
+    return this.workers.length;
+  }
+
+  /** Milliseconds the workers spent on chunks, summed over them. */
+  busyMs(): number {
+    let busy = 0;
+    for (let i = 0; i < this.workers.length; i++) busy += this.busy[this.L.busy + i]!;
+    return busy;
+  }
+
+  /** The last SKIP_AFTER chunks or more did not shrink: compression is only worth a probe now and then. */
   incompressible(): boolean {
     return Atomics.load(this.ctl, CTL_STREAK) >= SKIP_AFTER;
   }
@@ -274,16 +321,17 @@ export class CompressPool {
 
   /**
    * Counts a chunk the caller put on the wire itself (read straight into its ring while the
-   * stream does not compress), so the totals cover the whole stream: tried or not with lz4, and
-   * its LZ4 body's length if it shrank (0: sent RAW). One that shrank ends the skipping.
+   * stream does not compress), so the totals cover the whole stream: tried or not, and its
+   * body's length if it shrank with `word` (0: sent RAW). One that shrank ends the skipping.
    */
-  noteDirect(rawLen: number, tried: boolean, encLen: number): void {
+  noteDirect(rawLen: number, tried: boolean, encLen: number, word: CodecWord): void {
     const st = this.st;
     st.chunks++;
     st.rawBytes += rawLen;
     if (!tried) st.skippedChunks++;
     if (encLen > 0) {
       st.encodedBytes += encLen;
+      this.countCodec(word, rawLen, encLen);
       Atomics.store(this.ctl, CTL_STREAK, 0);
     } else {
       st.rawChunks++;
@@ -293,9 +341,12 @@ export class CompressPool {
 
   /** Totals over the records returned by nextDone so far and the chunks noted as direct; busyMs is summed over all workers. */
   stats(): PoolStats {
-    let busy = 0;
-    for (let i = 0; i < this.workers.length; i++) busy += this.busy[this.L.busy + i]!;
-    return { ...this.st, busyMs: busy };
+    const codecs: Record<string, CodecStats> = {};
+    const c = this.byCodec;
+    for (let w = 0; w < CODEC_WORDS; w++) {
+      if (c[w * 3]! > 0) codecs[codecName(w)] = { chunks: c[w * 3]!, rawBytes: c[w * 3 + 1]!, encodedBytes: c[w * 3 + 2]! };
+    }
+    return { ...this.st, busyMs: this.busyMs(), codecs };
   }
 
   close(): void {
@@ -305,17 +356,22 @@ export class CompressPool {
   }
 }
 
-interface WorkerInit {
+export interface WorkerInit {
   sab: SharedArrayBuffer;
   layout: PoolLayout;
   wakeFd: number;
   index: number;
+  /** Libraries to load: the codecs the pool may be told to use. */
+  lz4: boolean;
+  zstd: boolean;
 }
 
-function startCompressor(sab: SharedArrayBuffer, layout: PoolLayout, wakeFd: number, workers: Worker[]): Promise<void> {
+function startCompressor(
+  sab: SharedArrayBuffer, layout: PoolLayout, wakeFd: number, libs: { lz4: boolean; zstd: boolean }, workers: Worker[],
+): Promise<void> {
   const w = createWorker("compressor");
   workers.push(w);
-  return startWorker(w, { sab, layout, wakeFd, index: workers.length - 1 } satisfies WorkerInit, "compressor worker");
+  return startWorker(w, { sab, layout, wakeFd, index: workers.length - 1, ...libs } satisfies WorkerInit, "compressor worker");
 }
 
 function stopWorkers(ctl: Int32Array, workers: Worker[]): void {

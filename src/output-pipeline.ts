@@ -13,6 +13,7 @@
 // as with one worker. (Workers do not walk the chain on their own: a lagging worker could read a
 // header whose ring space was already consumed and reused.)
 import { lz4Bound } from "../ffi/lz4";
+import { zstdBound } from "../ffi/zstd";
 import { createWorker, startWorker } from "./worker-start";
 import { L2Error } from "./errors";
 import { RECORD_HEADER } from "./record";
@@ -41,8 +42,9 @@ export const OI_BLOCK_FILL = I0 + 9; // bytes waiting in the shared block buffer
 export const OI_CHAIN_SEQ = I0 + 10; // MAX_OUTPUT_WORKERS: record index whose offset is in the mailbox
 export const OI_ACTIVE = OI_CHAIN_SEQ + MAX_OUTPUT_WORKERS; // workers taking records (0: not said yet)
 export const OI_EXITED = OI_ACTIVE + 1; // workers whose loop has ended
+export const OI_ZSTD_CHUNKS = OI_ACTIVE + 2;
 // Float64 indices: per-worker stall milliseconds
-export const OF_STALL_MS = (OI_ACTIVE + 2) / 2;
+export const OF_STALL_MS = (OI_ACTIVE + 4) / 2;
 export const OUT_ERROR_OFF = (OF_STALL_MS + MAX_OUTPUT_WORKERS) * 8; // UTF-8 error message bytes
 export const OUT_ERROR_MAX = 1024;
 export const OUT_CTL_BYTES = OUT_ERROR_OFF + OUT_ERROR_MAX;
@@ -64,6 +66,12 @@ export interface OutputStatus {
   lz4Chunks: number;
   /** How many workers take records: settled at the first publish, all of them before it. */
   workers: number;
+  zstdChunks: number;
+}
+
+/** The longest compressed body a chunk of n bytes may have, whichever codec made it. */
+export function maxBodyLength(n: number): number {
+  return Math.max(lz4Bound(n), zstdBound(n));
 }
 
 export interface OutputInit {
@@ -120,7 +128,7 @@ export class OutputPipeline {
     const blockSize = opts.blockSize ?? 256 * 1024;
     const block = new SharedArrayBuffer(blockSize);
     // A record must fit in the ring whole, or the workers would wait for it forever.
-    if (!(maxChunk >= 1) || RECORD_HEADER + lz4Bound(maxChunk) > ringSize) {
+    if (!(maxChunk >= 1) || RECORD_HEADER + maxBodyLength(maxChunk) > ringSize) {
       throw new L2Error(`OutputPipeline: maxChunk ${maxChunk} does not fit a ring of ${ringSize} bytes`);
     }
     if (!(n >= 1 && n <= MAX_OUTPUT_WORKERS)) throw new L2Error(`OutputPipeline: workers ${n} out of range 1..${MAX_OUTPUT_WORKERS}`);
@@ -196,6 +204,7 @@ export class OutputPipeline {
       stallMs: stall / active,
       lz4Chunks: Atomics.load(this.i32, OI_LZ4_CHUNKS),
       workers: active,
+      zstdChunks: Atomics.load(this.i32, OI_ZSTD_CHUNKS),
     };
   }
 

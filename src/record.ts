@@ -1,6 +1,6 @@
 // The wire stream's record layout: one 16-byte big-endian header per chunk, then its body.
 //
-//  0 u8  kind      RAW | LZ4 | END
+//  0 u8  kind      RAW | LZ4 | END | ZSTD
 //  1 u8  flags     0
 //  2 u16 reserved  0
 //  4 u32 rawLen    original bytes in this chunk (END: 0)
@@ -15,6 +15,8 @@ export const RECORD_HEADER = 16;
 export const KIND_RAW = 1;
 export const KIND_LZ4 = 2;
 export const KIND_END = 3;
+/** One zstd frame holding the whole chunk. */
+export const KIND_ZSTD = 4;
 
 export const OFF_KIND = 0;
 export const OFF_FLAGS = 1;
@@ -27,7 +29,7 @@ export const END_BODY = 8;
 /** Bytes of a complete END record. */
 export const END_RECORD = RECORD_HEADER + END_BODY;
 
-/** Writes a chunk header (RAW or LZ4) at `off`. */
+/** Writes a chunk header (RAW, LZ4 or ZSTD) at `off`. */
 export function writeHeader(dv: DataView, off: number, kind: number, rawLen: number, encLen: number, crc: number): void {
   dv.setUint32(off, kind << 24, false); // kind, flags = 0, reserved = 0 in one store
   dv.setUint32(off + OFF_RAW_LEN, rawLen, false);

@@ -54,12 +54,13 @@ export const MAX_ACK_RANGES = 32;
 // HELLO (sender, broadcast) and HELLO_ACK (receiver, unicast).
 export const OFF_HELLO_LINKS = 36; // u8 links the sender uses
 export const OFF_HELLO_MTU = 38; // u16 MTU of the sending device
-export const OFF_HELLO_FEATURES = 40; // u32 FEATURE_* bits
+export const OFF_HELLO_FEATURES = 40; // u32 FEATURE_* bits: HELLO, codecs the sender may send; HELLO_ACK, codecs the receiver decodes
 export const OFF_HELLO_INSTANCE = 44; // u32 random id of the answering receiver (HELLO_ACK)
 export const OFF_HELLO_WINDOW = 48; // u32 receiver buffer bytes (HELLO_ACK)
 export const OFF_HELLO_NAME = 52; // 16 bytes, device name, NUL padded
 export const HELLO_LEN = 68;
 export const FEATURE_LZ4 = 1;
+export const FEATURE_ZSTD = 2;
 
 // DONE: what the receiver wrote, for the sender to compare.
 export const OFF_DONE_TOTAL = 36; // u32 hi, u32 lo

@@ -37,7 +37,7 @@ describe("parseCommandLine", () => {
   test("defaults of each side", () => {
     const s = options(["-s", "eth0"]);
     expect(s).toEqual({
-      mode: "send", devices: ["eth0"], verbose: false, lowMemory: false, compressors: 4, weights: null,
+      mode: "send", devices: ["eth0"], verbose: false, lowMemory: false, compressors: 4, compress: "auto", zstdLevel: 3, weights: null,
       timeoutMs: 5000, waitMs: 30_000, progress: false, sizeHint: null, statsJson: null, bufferBytes: 0,
       startAtPct: 80, resumeAtPct: 20, blockBytes: 256 * 1024, strictBlocks: false,
     });
@@ -156,7 +156,34 @@ describe("parseCommandLine", () => {
     [["-r", "--block", "0", "d0"], /--block 0/],
     [["-r", "-a", "1", "d0"], /-a is a sender option/],
     [["-r", "-3", "d0"], /-3 is a sender option/],
+    [["-s", "--compress", "brotli", "d0"], /^--compress brotli: unknown codec \(say auto, lz4, zstd, zstd:LEVEL or none\)$/],
+    [["-s", "--compress", "zstd:0", "d0"], /^--compress zstd:0: the zstd level must be a whole number from 1 to 19$/],
+    [["-s", "--compress", "zstd:20", "d0"], /zstd:20: the zstd level must be a whole number from 1 to 19/],
+    [["-s", "--compress", "zstd:3.5", "d0"], /zstd:3\.5: the zstd level/],
+    [["-s", "--compress", "zstd:", "d0"], /zstd:: the zstd level/],
+    [["-s", "--compress", "lz4:1", "d0"], /lz4:1: only zstd takes a level/],
+    [["-s", "--compress", "ZSTD", "d0"], /--compress ZSTD: unknown codec/],
+    [["-s", "-0", "--compress", "lz4", "d0"], /-0 and --compress lz4 exclude each other/],
+    [["-s", "-2", "--compress", "none", "d0"], /-2 and --compress none exclude each other/],
+    [["-r", "--compress", "lz4", "d0"], /--compress is a sender option/],
   ];
+
+  test("--compress: codec and level; none is -0; -1..-3 stay compressor counts", () => {
+    const c = (...args: string[]) => {
+      const o = options(["-s", ...args, "d0"]);
+      return { compress: o.compress, zstdLevel: o.zstdLevel, compressors: o.compressors };
+    };
+    expect(c()).toEqual({ compress: "auto", zstdLevel: 3, compressors: 4 });
+    expect(c("--compress", "auto")).toEqual({ compress: "auto", zstdLevel: 3, compressors: 4 });
+    expect(c("--compress", "lz4", "-2")).toEqual({ compress: "lz4", zstdLevel: 3, compressors: 2 });
+    expect(c("--compress", "zstd")).toEqual({ compress: "zstd", zstdLevel: 3, compressors: 4 });
+    expect(c("--compress=zstd:19", "-1")).toEqual({ compress: "zstd", zstdLevel: 19, compressors: 1 });
+    expect(c("--compress", "zstd:1")).toEqual({ compress: "zstd", zstdLevel: 1, compressors: 4 });
+    expect(c("--compress", "none")).toEqual({ compress: "none", zstdLevel: 3, compressors: 0 });
+    expect(c("-0")).toEqual({ compress: "none", zstdLevel: 3, compressors: 0 });
+    expect(c("-0", "--compress", "none")).toEqual({ compress: "none", zstdLevel: 3, compressors: 0 });
+    expect(USAGE).toContain("--compress C");
+  });
 
   test("refusals: a usage error naming the culprit", () => {
     for (const [argv, culprit] of refusals) {
@@ -302,6 +329,8 @@ describe("the binary", () => {
         [["-r", "-b", "4M", "--start-at", "120", b[0]!], /--start-at: '120'/],
         [["-r", "-b", "4M", "--start-at", "50", "--resume-at", "60", b[0]!], /--resume-at 60 is above --start-at 50/],
         [["-r", "-a", "1.2", b[0]!, b[1]!], /-a is a sender option/],
+        [["-s", "--compress", "zstd:42", a[0]!], /--compress zstd:42: the zstd level must be a whole number from 1 to 19/],
+        [["-s", "--compress", "gzip", a[0]!], /--compress gzip: unknown codec/],
       ];
       for (const [args, culprit] of cases) {
         const r = await (args[0] === "-r" ? inB(args) : inA(args));

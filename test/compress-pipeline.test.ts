@@ -10,7 +10,8 @@ import { lz4Bound } from "../ffi/lz4";
 import { CompressPool } from "../src/compress-pool";
 import { L2Error } from "../src/errors";
 import { OutputPipeline, type OutputStatus } from "../src/output-pipeline";
-import { crc32Combine, END_RECORD, KIND_LZ4, KIND_RAW, readCrc, readRawLen, RECORD_HEADER, writeEnd } from "../src/record";
+import { crc32Combine, END_RECORD, KIND_LZ4, KIND_RAW, KIND_ZSTD, readCrc, readRawLen, RECORD_HEADER, writeEnd } from "../src/record";
+import { CODEC_LZ4, type CodecWord } from "../src/codec";
 
 const dir = mkdtempSync(join(tmpdir(), "l2pipe-pipeline-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -73,6 +74,13 @@ interface RunOpts {
   useWorkers?: number | number[];
   /** Create the OutputPipeline with this L2PIPE_LZ4_LIB (the pool is unaffected). */
   lateLz4Lib?: string;
+  /** Create the OutputPipeline with this L2PIPE_ZSTD_LIB (the pool is unaffected). */
+  lateZstdLib?: string;
+  /** The pool's codec (default lz4); the pool loads libzstd for any other. */
+  codec?: CodecWord;
+  /** Change the pool's codec to this one after `switchAfter` chunks were submitted. */
+  switchTo?: CodecWord;
+  switchAfter?: number;
   /** Flip one byte of this chunk's record once it is in the ring (at corruptOffset, default mid-body). */
   corruptChunk?: number;
   corruptOffset?: number;
@@ -89,7 +97,7 @@ interface RunOpts {
 interface RunResult {
   status: OutputStatus;
   output: Uint8Array;
-  records: { raw: number; lz4: number };
+  records: { raw: number; lz4: number; zstd: number };
   poolStats: ReturnType<CompressPool["stats"]>;
 }
 
@@ -117,15 +125,13 @@ async function transfer(input: Uint8Array | Source, o: RunOpts): Promise<RunResu
     outFd = openSync((path = join(dir, `out-${Math.random().toString(36).slice(2)}`)), "w+");
   }
 
-  const pool = await CompressPool.create({ workers: o.workers, chunkSize: o.chunkSize, slots: o.slots ?? 4 * o.workers, wakeFd: poolWake });
-  const saved = process.env.L2PIPE_LZ4_LIB;
-  if (o.lateLz4Lib !== undefined) process.env.L2PIPE_LZ4_LIB = o.lateLz4Lib;
-  const out = await OutputPipeline.create({
-    ring, ringSize: o.ringSize, outFd, wakeFd: outWake, maxChunk: o.chunkSize, workers: o.decoders,
-  }).finally(() => {
-    if (saved === undefined) delete process.env.L2PIPE_LZ4_LIB;
-    else process.env.L2PIPE_LZ4_LIB = saved;
+  const usesZstd = (o.codec ?? CODEC_LZ4) !== CODEC_LZ4 || (o.switchTo ?? CODEC_LZ4) !== CODEC_LZ4;
+  const pool = await CompressPool.create({
+    workers: o.workers, chunkSize: o.chunkSize, slots: o.slots ?? 4 * o.workers, wakeFd: poolWake, zstd: usesZstd, codec: o.codec,
   });
+  const out = await withEnv({ L2PIPE_LZ4_LIB: o.lateLz4Lib, L2PIPE_ZSTD_LIB: o.lateZstdLib }, () => OutputPipeline.create({
+    ring, ringSize: o.ringSize, outFd, wakeFd: outWake, maxChunk: o.chunkSize, workers: o.decoders,
+  }));
   for (const n of [o.useWorkers ?? []].flat()) out.useWorkers(n);
   const poller = new Poller(2);
   poller.set(0, poolWake, POLLIN);
@@ -144,7 +150,8 @@ async function transfer(input: Uint8Array | Source, o: RunOpts): Promise<RunResu
   let streamLen = 0;
   let ended = false;
   let pending = -1; // a finished record waiting for ring room
-  const records = { raw: 0, lz4: 0 };
+  const records = { raw: 0, lz4: 0, zstd: 0 };
+  let submitted = 0;
 
   // Copies bytes to wire offset `at`, wrapping at the ring end.
   const toRing = (src: Uint8Array, at: number) => {
@@ -165,6 +172,8 @@ async function transfer(input: Uint8Array | Source, o: RunOpts): Promise<RunResu
     while (inPos < src.length && (s = pool.acquireInput()) >= 0) {
       const n = Math.min(o.chunkSize, src.length - inPos);
       src.read(inPos, n === o.chunkSize ? pool.inputView(s) : pool.inputView(s).subarray(0, n));
+      // Before the submit: with one slot, every chunk before this one was claimed with the old codec.
+      if (submitted++ === o.switchAfter) pool.setCodec(o.switchTo!);
       pool.submit(s, n);
       inPos += n;
     }
@@ -178,6 +187,7 @@ async function transfer(input: Uint8Array | Source, o: RunOpts): Promise<RunResu
       streamLen += raw;
       if (rec[0] === KIND_RAW) records.raw++;
       else if (rec[0] === KIND_LZ4) records.lz4++;
+      else if (rec[0] === KIND_ZSTD) records.zstd++;
       toRing(rec, wire);
       if (chunk === o.corruptChunk) {
         const at = wire + (o.corruptOffset ?? RECORD_HEADER + Math.floor((len - RECORD_HEADER) / 2));
@@ -225,6 +235,24 @@ async function transfer(input: Uint8Array | Source, o: RunOpts): Promise<RunResu
   closeFd(poolWake);
   closeFd(outWake);
   return { status, output, records, poolStats };
+}
+
+/** Runs `f` with these environment variables set (undefined: left as they are), then restores them. */
+async function withEnv<T>(vars: Record<string, string | undefined>, f: () => Promise<T>): Promise<T> {
+  const saved: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(vars)) {
+    if (v === undefined) continue;
+    saved[k] = process.env[k];
+    process.env[k] = v;
+  }
+  try {
+    return await f();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
 }
 
 function expectIdentical(input: Uint8Array, r: RunResult) {
@@ -312,14 +340,15 @@ describe("CompressPool -> ring -> OutputPipeline", () => {
     expectIdentical(input, r);
   });
 
-  for (const [name, input, expected] of [
-    ["RAW", randomBytes(2 * MiB, 3), /CRC mismatch/],
-    ["LZ4", textBytes(2 * MiB), /LZ4 body|CRC mismatch/],
+  for (const [name, input, expected, codec] of [
+    ["RAW", randomBytes(2 * MiB, 3), /CRC mismatch/, CODEC_LZ4],
+    ["LZ4", textBytes(2 * MiB), /LZ4 body|CRC mismatch/, CODEC_LZ4],
+    ["ZSTD", textBytes(2 * MiB), /ZSTD body|CRC mismatch/, 3],
   ] as const) {
     test(`a corrupted ${name} record stops the output before that chunk`, async () => {
       const chunkSize = 65536;
-      const r = await transfer(input, { workers: 2, chunkSize, ringSize: 1 << 20, corruptChunk: 9 });
-      expect(r.records[name === "RAW" ? "raw" : "lz4"]).toBeGreaterThan(9);
+      const r = await transfer(input, { workers: 2, chunkSize, ringSize: 1 << 20, corruptChunk: 9, codec });
+      expect(r.records[name.toLowerCase() as "raw" | "lz4" | "zstd"]).toBeGreaterThan(9);
       expect(r.status.finished).toBe(false);
       expect(r.status.error).toContain("chunk 9 (stream offset 589824");
       expect(r.status.error).toMatch(expected);
@@ -435,5 +464,83 @@ describe("CompressPool -> ring -> OutputPipeline", () => {
       "does not fit",
     );
     expect(lz4Bound(65536) + RECORD_HEADER).toBeGreaterThan(65536);
+  });
+});
+
+describe("zstd through the pool and the output workers", () => {
+  const C = 65536;
+  const text = textBytes(4 * C + 100, 7);
+  for (const codec of [CODEC_LZ4, 1, 3, 19]) {
+    test(`codec ${codec === CODEC_LZ4 ? "lz4" : `zstd-${codec}`}: sizes 0, 1, chunk-1, chunk, chunk+1, 3 chunks+5`, async () => {
+      for (const n of [0, 1, C - 1, C, C + 1, 3 * C + 5]) {
+        const input = text.subarray(0, n);
+        const r = await transfer(input, { workers: 2, chunkSize: C, ringSize: 1 << 20, codec });
+        expectIdentical(input, r);
+        expect(r.status.chunks).toBe(Math.ceil(n / C));
+        // Every chunk of text shrinks but a tail of a few bytes (1 or 5), which travels RAW.
+        const compressed = Math.floor(n / C) + (n % C >= 64 ? 1 : 0);
+        expect(codec === CODEC_LZ4 ? r.records.lz4 : r.records.zstd).toBe(compressed);
+        expect(codec === CODEC_LZ4 ? r.status.lz4Chunks : r.status.zstdChunks).toBe(compressed);
+        const name = codec === CODEC_LZ4 ? "lz4" : `zstd-${codec}`;
+        expect(r.poolStats.codecs[name]?.chunks ?? 0).toBe(compressed);
+      }
+    });
+  }
+
+  test("zstd-3 on a stream switching between text and random bytes, records wrapping a small ring", async () => {
+    const input = inputs.mixed!;
+    for (const [chunkSize, ringSize] of [[65536, 1 << 20], [4000, 16384]]) {
+      const r = await transfer(input, { workers: 2, chunkSize, ringSize, codec: 3, decoders: 2 });
+      expectIdentical(input, r);
+      expect(r.records.zstd).toBeGreaterThan(0);
+      expect(r.records.raw).toBeGreaterThan(0);
+      expect(r.records.lz4).toBe(0);
+      expect(r.poolStats.codecs["zstd-3"]!.chunks).toBe(r.records.zstd);
+    }
+  });
+
+  test("the codec changes mid-stream (the control word): both kinds arrive, counted per codec", async () => {
+    const input = inputs.compressible!;
+    const r = await transfer(input, { workers: 3, chunkSize: 65536, ringSize: 1 << 20, switchTo: 1, switchAfter: 40, decoders: 2 });
+    expectIdentical(input, r);
+    expect(r.records.lz4).toBeGreaterThanOrEqual(30); // chunks claimed before the switch
+    expect(r.records.zstd).toBeGreaterThan(50);
+    expect(r.poolStats.codecs.lz4!.chunks + r.poolStats.codecs["zstd-1"]!.chunks).toBe(r.status.chunks);
+    expect(r.poolStats.codecs["zstd-1"]!.encodedBytes).toBeLessThan(r.poolStats.codecs["zstd-1"]!.rawBytes);
+  });
+
+  test("without libzstd a receiver takes RAW and LZ4 records and names the first ZSTD chunk", async () => {
+    const mixedInput = inputs.mixed!;
+    expectIdentical(mixedInput, await transfer(mixedInput, { workers: 1, chunkSize: 65536, ringSize: 1 << 20, lateZstdLib: "/nonexistent" }));
+    const input = textBytes(2 * MiB);
+    const r = await transfer(input, {
+      workers: 1, chunkSize: 65536, ringSize: 1 << 20, lateZstdLib: "/nonexistent", switchTo: 1, switchAfter: 16, slots: 1,
+    });
+    expect(r.status.error).toContain("chunk 16 (stream offset 1048576");
+    expect(r.status.error).toContain("ZSTD record, but cannot load libzstd");
+    expect(r.status.error).toContain("install libzstd1");
+    expect(r.output.length).toBe(MiB);
+    expect(sha256(r.output)).toBe(sha256(input.subarray(0, MiB)));
+  });
+
+  test("fuzz: a damaged ZSTD record never lets unverified bytes out (40 seeds)", async () => {
+    const C = 16384;
+    const input = textBytes(24 * C, 11);
+    let x = 12345;
+    const rnd = (n: number) => ((x = (x * 1103515245 + 12345) & 0x7fffffff) % n);
+    const seen = new Set<string>();
+    for (let seed = 0; seed < 40; seed++) {
+      const bad = 2 + rnd(20);
+      // Anywhere in the record: header fields included (offset < 16).
+      const r = await transfer(input, { workers: 1, chunkSize: C, ringSize: 1 << 20, codec: 3, corruptChunk: bad, corruptOffset: rnd(600) });
+      expect(r.status.finished).toBe(false);
+      expect(r.status.error).toContain(`chunk ${bad} `);
+      seen.add(/ZSTD body is corrupt|ZSTD body decodes|CRC mismatch|corrupt record header|did not fit|ZSTD/.exec(r.status.error!)?.[0] ?? r.status.error!);
+      // Exactly the chunks before the damaged one, verified.
+      expect(r.output.length).toBe(bad * C);
+      expect(sha256(r.output)).toBe(sha256(input.subarray(0, bad * C)));
+    }
+    // The decoder itself caught some (not only the CRC after it).
+    expect([...seen].some((m) => m.startsWith("ZSTD body"))).toBe(true);
   });
 });

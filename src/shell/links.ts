@@ -166,13 +166,14 @@ export class Link {
     return true;
   }
 
-  sendHelloAck(session: number, senderLink: number, instance: number, window: number): boolean {
+  /** `features`: the codecs this receiver decodes (FEATURE_* bits). */
+  sendHelloAck(session: number, senderLink: number, instance: number, window: number, features: number): boolean {
     const base = this.begin(FrameType.HelloAck, session, senderLink, 0);
     if (base < 0) return false;
     const v = this.socket.txView;
     v.setUint8(base + OFF_HELLO_LINKS, 0);
     v.setUint16(base + OFF_HELLO_MTU, this.device.mtu);
-    v.setUint32(base + OFF_HELLO_FEATURES, 0);
+    v.setUint32(base + OFF_HELLO_FEATURES, features);
     v.setUint32(base + OFF_HELLO_INSTANCE, instance);
     v.setUint32(base + OFF_HELLO_WINDOW, Math.min(window, 0xffffffff));
     this.writeName(base);

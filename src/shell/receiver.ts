@@ -5,13 +5,13 @@
 
 import { FrameType, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK_RANGES,
   OFF_ACK_RANGES_N, OFF_DATA_OFFSET, OFF_HELLO_FEATURES, OFF_HELLO_MTU, OFF_LINK, OFF_PN,
-  OFF_SESSION, OFF_TYPE, DATA_HEADER, FEATURE_LZ4, dataPayloadMax, readU64, writeU64 } from "../wire";
+  OFF_SESSION, OFF_TYPE, DATA_HEADER, FEATURE_LZ4, FEATURE_ZSTD, dataPayloadMax, readU64, writeU64 } from "../wire";
 import { ReceiverCore, RxPhase, Accept } from "../core/receiver";
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, type Link } from "./links";
 import { Poller, POLLIN, POLLOUT, addressOf, adviseHugePages, createEventFd, drainEventFd } from "../../ffi/libc";
 import { OutputPipeline } from "../output-pipeline";
-import { loadLz4 } from "../../ffi/lz4";
+import { receiverDecodes } from "./codecs";
 import { L2Error, EXIT_TRANSFER, EXIT_SYSTEM } from "../errors";
 import type { Options } from "../cli";
 import { memoryPlan } from "./memory";
@@ -71,7 +71,8 @@ class ReceiverLoop {
   private readonly poller: Poller;
   private readonly instance: number;
   private readonly reporter: Reporter;
-  private lz4Checked = false;
+  /** Codecs this host decodes, told to the sender in HELLO_ACK (probed once: output Workers are up). */
+  private readonly decodes = receiverDecodes();
   private outputSignalled = true;
   private framesThisTurn = 0;
   private readonly nap = new Int32Array(new SharedArrayBuffer(4));
@@ -216,26 +217,14 @@ class ReceiverLoop {
     const d = l.index;
     if (type === FrameType.Hello) {
       const features = v.getUint32(base + OFF_HELLO_FEATURES);
-      let cannotDecode: string | null = null;
-      if ((features & FEATURE_LZ4) !== 0 && !this.lz4Checked && core.phase === RxPhase.Listen) {
-        this.lz4Checked = true;
-        try {
-          loadLz4();
-        } catch (e) {
-          cannotDecode = (e as Error).message;
-        }
-      }
       const ok = core.onHello(d, now, session, senderLink, v.getUint16(base + OFF_HELLO_MTU), features, sock.rx, base + 6);
-      if (ok || cannotDecode !== null) {
+      if (ok) {
         l.setPeer(sock.rx, base + 6);
-        // A stream without LZ4 chunks has nothing to decode in parallel: one output Worker.
-        if (cannotDecode === null) this.output.useWorkers((features & FEATURE_LZ4) !== 0 ? Infinity : 1);
-        // Answered even when we cannot take the stream, so that the sender takes us for its
-        // receiver and heeds the ABORT that follows.
-        l.sendHelloAck(session, senderLink, this.instance, this.ringSize);
+        // A stream without compressed chunks has nothing to decode in parallel: one output Worker.
+        this.output.useWorkers((features & (FEATURE_LZ4 | FEATURE_ZSTD)) !== 0 ? Infinity : 1);
+        // With the codecs we decode: the sender keeps to them, or fails naming the one we lack.
+        l.sendHelloAck(session, senderLink, this.instance, this.ringSize, this.decodes);
         this.flushLink(l);
-        // The sender compresses and we cannot decompress: say so to both users.
-        if (cannotDecode !== null) core.fail(cannotDecode, EXIT_SYSTEM);
       } else {
         l.foreignFrames++;
         // Another sender looks for a receiver: tell it this one is taken (now and then, not
@@ -369,7 +358,7 @@ class ReceiverLoop {
       elapsedMs: now - (core.transferStart ?? this.started),
       inputBytes: st.outBytes,
       wireBytes: core.cum,
-      output: { chunks: st.chunks, lz4Chunks: st.lz4Chunks, stallMs: st.stallMs },
+      output: { chunks: st.chunks, lz4Chunks: st.lz4Chunks, zstdChunks: st.zstdChunks, stallMs: st.stallMs },
       buffer: this.opts.bufferBytes > 0
         ? {
             bytes: this.opts.bufferBytes,

@@ -43,8 +43,18 @@ export interface RunStats {
     chunks: number; rawChunks: number; skippedChunks: number; rawBytes: number; encodedBytes: number; busyMs: number;
     /** Time the links had room but nothing to send while the compressors worked. */
     linksWaitedMs?: number;
+    /** Time data waited in the send ring for the links (or the receiver's window). */
+    linksBusyMs?: number;
+    /** Compressed chunks per codec and level ("lz4", "zstd-3"). */
+    codecs?: Record<string, { chunks: number; rawBytes: number; encodedBytes: number }>;
+    /** The codec in use (at the end: the last one), how it was chosen, and how often auto changed it. */
+    codec?: string;
+    policy?: "auto" | "pinned";
+    codecChanges?: number;
+    /** Share of the run's time each side was the bottleneck (filled in by the report). */
+    bottleneck?: { links: number; compressors: number };
   } | null;
-  output?: { chunks: number; lz4Chunks: number; stallMs: number } | null;
+  output?: { chunks: number; lz4Chunks: number; zstdChunks?: number; stallMs: number } | null;
   /** Receiver with -b: the tape buffer. */
   buffer?: { bytes: number; fillPct: number; filling: boolean; stalls: number; stalledMs: number } | null;
   links: LinkStats[];
@@ -135,6 +145,7 @@ export class Reporter {
     const avg = `${rate(done, active)} avg`;
     const wire = `wire ${size(s.role === "send" ? Math.round((done * s.wireBytes) / Math.max(1, s.inputBytes)) : s.wireBytes)}`;
     const ratio = s.inputBytes > 0 && s.wireBytes > 0 ? `ratio ${(s.wireBytes / s.inputBytes).toFixed(2)}` : "";
+    const codec = s.compression?.codec ?? "";
     const sent = s.links.map((l) => l.bytesSent ?? l.bytesReceived ?? 0);
     const sum = sent.reduce((a, b) => a + b, 0);
     const shares = s.links.length > 1 && sum > 0
@@ -158,8 +169,8 @@ export class Reporter {
     // terminal the details go first, the percentage and ETA last.
     const width = this.tty ? (process.stderr.columns || 80) - 1 : Infinity;
     const choices = [
-      build([amount, nowRate, avg, wire, ratio, shares, buffer, pctOf, eta]),
-      build([amount, nowRate, avg, wire, ratio, buffer, pctOf, eta]),
+      build([amount, nowRate, avg, wire, ratio, codec, shares, buffer, pctOf, eta]),
+      build([amount, nowRate, avg, wire, ratio, codec, buffer, pctOf, eta]),
       build([amount, nowRate, avg, buffer, pct, eta]),
     ];
     return choices.find((l) => l.length <= width) ?? choices.at(-1)!.slice(0, Math.max(0, width));
@@ -181,6 +192,11 @@ export class Reporter {
   finish(stats: RunStats, ok: boolean, error: string | null = null): void {
     stats.ok = ok;
     stats.error = error;
+    const c = stats.compression;
+    if (c && stats.elapsedMs > 0) {
+      const share = (ms: number | undefined) => Math.round((1000 * (ms ?? 0)) / stats.elapsedMs) / 1000;
+      c.bottleneck = { links: share(c.linksBusyMs), compressors: share(c.linksWaitedMs) };
+    }
     // A user who cabled two links and got the speed of one should hear which one and why. (A
     // failed run's own message names its cause.)
     if (ok) for (const l of stats.links) if (l.unused) this.warn(`${l.device} carried no data: ${l.unused}`);
@@ -223,6 +239,7 @@ export function summary(s: RunStats): string {
     lines.push(
       `  compression: ratio ${(c.encodedBytes / Math.max(1, c.rawBytes)).toFixed(3)}, ${c.chunks} chunks, ${c.rawChunks} sent raw (${c.skippedChunks} not tried), compressors busy ${(c.busyMs / 1000).toFixed(2)} s, links waited ${((c.linksWaitedMs ?? 0) / 1000).toFixed(2)} s for them`,
     );
+    lines.push(`  codecs: ${codecLine(c)}`);
   }
   const o = s.output;
   // stallMs is the time the output stage had nothing to write (starved by the network).
@@ -230,7 +247,7 @@ export function summary(s: RunStats): string {
   if (b) {
     lines.push(`  buffer: ${size(b.bytes)}, output paused ${b.stalls} time${b.stalls === 1 ? "" : "s"} after running dry, ${(b.stalledMs / 1000).toFixed(2)} s in all`);
   }
-  if (o) lines.push(`  output: ${o.chunks} chunks (${o.lz4Chunks} lz4), waited ${(o.stallMs / 1000).toFixed(2)} s for the network`);
+  if (o) lines.push(`  output: ${o.chunks} chunks (${o.lz4Chunks} lz4, ${o.zstdChunks ?? 0} zstd), waited ${(o.stallMs / 1000).toFixed(2)} s for the network`);
   for (const l of s.links) {
     const parts = [`  ${l.device}:`];
     if (l.state) parts.push(l.state);
@@ -246,4 +263,15 @@ export function summary(s: RunStats): string {
   }
   if (s.error) lines.push(`  error: ${s.error}`);
   return lines.join("\n") + "\n";
+}
+
+/** "lz4 12 chunks 3.0 MiB -> 1.5 MiB, zstd-3 ...; zstd-3 at the end (auto, 2 changes); bottleneck: links 80 %, compressors 5 % of the time" */
+function codecLine(c: NonNullable<RunStats["compression"]>): string {
+  const per = Object.entries(c.codecs ?? {}).map(([name, k]) =>
+    `${name} ${k.chunks} chunks ${size(k.rawBytes)} -> ${size(k.encodedBytes)}`);
+  const parts = [per.length ? per.join(", ") : "none compressed"];
+  if (c.codec) parts.push(`${c.codec} at the end (${c.policy === "auto" ? `auto, ${c.codecChanges ?? 0} changes` : "pinned"})`);
+  const b = c.bottleneck;
+  if (b) parts.push(`bottleneck: links ${Math.round(b.links * 100)} %, compressors ${Math.round(b.compressors * 100)} % of the time`);
+  return parts.join("; ");
 }

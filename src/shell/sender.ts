@@ -1,17 +1,18 @@
-// The sending side's I/O shell: stdin -> records (raw, or lz4 by the compressor pool) ->
+// The sending side's I/O shell: stdin -> records (raw, or lz4/zstd by the compressor pool) ->
 // send ring -> DATA frames on the links, as the protocol core decides. One thread runs the
 // loop; it sleeps in poll() on the sockets, stdin and the pool's eventfd.
 
 import { FrameType, FrameCrc, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK_RANGES, OFF_ACK_RANGES_N,
   OFF_DONE_CRC, OFF_DONE_TOTAL, OFF_HELLO_INSTANCE, OFF_HELLO_MTU, OFF_HELLO_WINDOW, OFF_LINK,
-  OFF_SESSION, OFF_TYPE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, FEATURE_LZ4, ETH_HEADER, readU64 } from "../wire";
+  OFF_SESSION, OFF_TYPE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_HELLO_FEATURES, ETH_HEADER, readU64 } from "../wire";
 import { SenderCore, Phase, LinkState } from "../core/sender";
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, MIN_MTU, type Link } from "./links";
 import { Poller, POLLIN, POLLOUT, POLLHUP, POLLERR, addressOf, createEventFd, drainEventFd, readFd, setPipeSize, describeErrno } from "../../ffi/libc";
 import { CompressPool, PROBE_EVERY, shrankEnough } from "../compress-pool";
-import { loadLz4, type Lz4 } from "../../ffi/lz4";
-import { KIND_LZ4, KIND_RAW, RECORD_HEADER, END_RECORD, writeHeader as writeRecordHeader, writeEnd, crc32Combine } from "../record";
+import { SenderCodecs } from "./codecs";
+import { recordKind } from "../codec";
+import { KIND_RAW, RECORD_HEADER, END_RECORD, writeHeader as writeRecordHeader, writeEnd, crc32Combine } from "../record";
 import { L2Error, EXIT_TRANSFER, fromFfi } from "../errors";
 import type { Options } from "../cli";
 import { memoryPlan } from "./memory";
@@ -63,15 +64,18 @@ export async function runSender(opts: Options, interrupts: Interrupts): Promise<
   const links = openLinks(opts.devices, { rcvBuf: 4 << 20, sndBuf: plan.sndBuf });
   const wakeFd = createEventFd();
   let pool: CompressPool | null = null;
-  // Loaded here before the pool's Workers load it (concurrent first dlopens can crash Bun).
-  const lz4 = opts.compressors > 0 ? loadLz4() : null;
-  if (opts.compressors > 0) {
-    pool = await CompressPool.create({ workers: opts.compressors, chunkSize: plan.chunkSize, slots: plan.poolSlots, wakeFd });
+  // Loaded here before the pool's Workers load them (concurrent first dlopens can crash Bun).
+  const codecs = opts.compressors > 0 ? new SenderCodecs(opts) : null;
+  if (codecs) {
+    pool = await CompressPool.create({
+      workers: opts.compressors, chunkSize: plan.chunkSize, slots: plan.poolSlots, wakeFd,
+      lz4: codecs.lz4 !== null, zstd: codecs.zstd !== null, codec: codecs.initial(),
+    });
   }
   try {
     const queues = links.map((l) => new SendQueueSizer(l.socket, l.device.mtu + ETH_HEADER, l.device.txQueueLen,
       { minBytes: 128 << 10, maxBytes: plan.sndBufMax }, plan.sndBuf));
-    return await new SenderLoop(opts, links, pool, wakeFd, plan.ringSize, plan.chunkSize, interrupts, queues, lz4).run();
+    return await new SenderLoop(opts, links, pool, wakeFd, plan.ringSize, plan.chunkSize, interrupts, queues, codecs).run();
   } finally {
     pool?.close();
     await Promise.all(links.map((l) => l.socket.closeAsync()));
@@ -105,8 +109,10 @@ class SenderLoop {
   private heldRecord = -1;
   /** Chunks read straight into the ring because the stream does not compress (see nextRoute). */
   private directChunks = 0;
-  /** lz4 on this thread, for the probes of an incompressible stream; output space for one chunk. */
-  private readonly lz4: Lz4 | null;
+  /** The codecs (null: -0); the probes of an incompressible stream compress on this thread, into probeOut. */
+  private readonly codecs: SenderCodecs | null;
+  /** FEATURE_* bits of the codecs the receiver decodes, from its HELLO_ACK. */
+  private receiverCodecs = 0;
   private readonly probeOut: Uint8Array;
   private readonly probeOutPtr: number;
   private firstLink = 0;
@@ -122,16 +128,16 @@ class SenderLoop {
     private readonly chunkSize: number,
     private readonly interrupts: Interrupts,
     private readonly queues: SendQueueSizer[],
-    lz4: Lz4 | null,
+    codecs: SenderCodecs | null,
   ) {
     // Small pages: sending out of a ring on transparent huge pages made 3 links at MTU 1500
     // (200/400/400 Mbit) 25-30 % slower here (550-650 instead of 800-820 Mbit/s).
     this.ring = new Uint8Array(new ArrayBuffer(ringSize));
     this.ringPtr = addressOf(this.ring);
     this.ringCrc = new FrameCrc(this.ring);
-    this.lz4 = lz4;
-    this.probeOut = new Uint8Array(lz4 ? chunkSize : 0);
-    this.probeOutPtr = lz4 ? addressOf(this.probeOut) : 0;
+    this.codecs = codecs;
+    this.probeOut = new Uint8Array(codecs ? chunkSize : 0);
+    this.probeOutPtr = codecs ? addressOf(this.probeOut) : 0;
     const now = performance.now();
     const timing = defaultTiming(opts.timeoutMs, opts.waitMs);
     this.core = new SenderCore({
@@ -154,6 +160,7 @@ class SenderLoop {
     const name = (i: number) => this.links[i].name;
     for (;;) {
       let now = performance.now();
+      const turnStart = now; // for linksBusyMs
       this.receive(now);
       if (core.phase === Phase.Transfer || core.phase === Phase.Finishing) {
         try {
@@ -186,8 +193,17 @@ class SenderLoop {
       // still work on chunks already read: that time is the compressors' to answer for.
       const starved = this.pool !== null && core.phase === Phase.Transfer && this.heldRecord < 0 &&
         this.submitted > this.taken && core.nextNew >= core.appended && core.appended < core.peerLimit;
+      // Data in the ring the links have not taken yet: the whole turn is the links' (or the
+      // receiver's) to answer for, reading stdin into a filling ring included.
+      const backlog = this.pool !== null && core.phase === Phase.Transfer && !starved && core.nextNew < core.appended;
       this.sleep(now);
       if (starved) this.linksWaitedMs += performance.now() - now;
+      if (backlog) this.linksBusyMs += performance.now() - turnStart;
+      if (this.codecs?.settled) {
+        this.codecs.tick(now, this.pool!, {
+          starvedMs: this.linksWaitedMs, backlogMs: this.linksBusyMs, producedBytes: this.appended, drainedBytes: core.nextNew,
+        });
+      }
     }
   }
 
@@ -242,7 +258,10 @@ class SenderLoop {
           }
         }
         l.foreignFrames++;
-      } else if (!l.peerKnown) l.setPeer(sock.rx, base + 6);
+      } else {
+        this.receiverCodecs = v.getUint32(base + OFF_HELLO_FEATURES);
+        if (!l.peerKnown) l.setPeer(sock.rx, base + 6);
+      }
       return;
     }
     if (type === FrameType.Busy) {
@@ -300,6 +319,8 @@ class SenderLoop {
 
   private readInput(now: number): void {
     if (this.endQueued) return;
+    // Nothing is compressed before the receiver said what it decodes (it has, in HELLO_ACK).
+    if (this.codecs && !this.codecs.settled) this.codecs.settle(this.receiverCodecs, this.pool!, now);
     if (this.pool) this.drainPool();
     // Read a bounded amount per turn so acknowledgements and sending keep their pace.
     for (let bytes = 0; !this.eof && bytes < READ_PER_TURN; ) {
@@ -326,6 +347,7 @@ class SenderLoop {
   private submitted = 0;
   private taken = 0;
   private linksWaitedMs = 0;
+  private linksBusyMs = 0;
 
   /** Reads into the open chunk, or begins one where nextRoute says. Returns bytes read. */
   private readChunk(): number {
@@ -433,7 +455,7 @@ class SenderLoop {
     let crc = this.ringCrc.of(bodyPos, bodyPos + firstPart);
     if (firstPart < len) crc = this.ringCrc.of(0, len - firstPart, crc);
     const enc = this.pool ? this.probe(bodyPos, len, firstPart === len) : 0;
-    writeRecordHeader(this.scratchView, 0, enc > 0 ? KIND_LZ4 : KIND_RAW, len, enc > 0 ? enc : len, crc);
+    writeRecordHeader(this.scratchView, 0, enc > 0 ? recordKind(this.codecs!.probeCodec()) : KIND_RAW, len, enc > 0 ? enc : len, crc);
     this.copyIntoRing(this.scratch, 0, RECORD_HEADER, start);
     this.noteChunk(crc, len);
     this.appended = start + RECORD_HEADER + (enc > 0 ? enc : len);
@@ -442,20 +464,21 @@ class SenderLoop {
 
   /**
    * Every PROBE_EVERY-th chunk read straight into the ring while the stream does not compress:
-   * tries lz4 on it (a few tens of microseconds: lz4 gives up early on data that does not
-   * shrink). If it shrinks after all, its LZ4 body replaces the raw one in place (it is shorter)
-   * and the chunks after it go to the pool again. Returns the LZ4 body's length, or 0 for RAW.
+   * tries the probe codec on it (lz4 where the receiver decodes it: a few tens of microseconds,
+   * it gives up early on data that does not shrink; see SenderCodecs.probeCodec). If it shrinks after all, its body replaces the raw one in place (it is
+   * shorter) and the chunks after it go to the pool again. Returns the body's length, or 0 for RAW.
    */
   private probe(bodyPos: number, len: number, contiguous: boolean): number {
     const pool = this.pool!;
-    // lz4 wants the chunk in one piece: one that wraps at the ring's end is left out.
+    const word = this.codecs!.probeCodec();
+    // The codec wants the chunk in one piece: one that wraps at the ring's end is left out.
     if (this.directChunks++ % PROBE_EVERY !== PROBE_EVERY - 1 || !contiguous || len < 2) {
-      pool.noteDirect(len, false, 0);
+      pool.noteDirect(len, false, 0, word);
       return 0;
     }
-    const enc = this.lz4!.compress(this.ringPtr + bodyPos, len, this.probeOutPtr, len - 1, 1);
+    const enc = this.codecs!.encoder.encode(word, this.ringPtr + bodyPos, len, this.probeOutPtr, len - 1);
     const shrinks = shrankEnough(enc, len);
-    pool.noteDirect(len, true, shrinks ? enc : 0);
+    pool.noteDirect(len, true, shrinks ? enc : 0, word);
     if (!shrinks) return 0;
     this.ring.set(this.probeOut.subarray(0, enc), bodyPos);
     return enc;
@@ -506,7 +529,7 @@ class SenderLoop {
 
   private transmit(now: number): void {
     const core = this.core;
-    const features = this.pool ? FEATURE_LZ4 : 0;
+    const features = this.codecs?.features ?? 0;
     for (const l of this.links) {
       const i = l.index;
       if (core.helloDue(i, now)) l.sendHello(this.session, this.links.length, features);
@@ -611,7 +634,9 @@ class SenderLoop {
       inputBytes: this.bytesRead,
       wireBytes: this.appended,
       ackedWireBytes: core.cumAcked,
-      compression: this.pool ? { ...this.pool.stats(), linksWaitedMs: this.linksWaitedMs } : null,
+      compression: this.pool
+        ? { ...this.pool.stats(), linksWaitedMs: this.linksWaitedMs, linksBusyMs: this.linksBusyMs, ...this.codecs!.describe() }
+        : null,
       links: this.links.map((l) => {
         const c = core.links[l.index];
         return {

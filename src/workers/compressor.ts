@@ -1,31 +1,26 @@
 // Compressor Worker: claims queued chunks from the pool's shared buffer, writes each one's
-// complete record (CRC, then LZ4 or RAW body) and wakes the main thread through its eventfd
-// when it waits for that chunk.
+// complete record (CRC, then an LZ4 or ZSTD body with the codec the main thread set in CTL_CODEC,
+// or RAW) and wakes the main thread through its eventfd when it waits for that chunk.
 import { addressOf, libc, signalEventFd } from "../../ffi/libc";
-import { loadLz4, type Lz4 } from "../../ffi/lz4";
+import { loadLz4 } from "../../ffi/lz4";
+import { loadZstd } from "../../ffi/zstd";
 import { fromFfi, L2Error } from "../errors";
+import { Encoder, recordKind } from "../codec";
 import {
-  CTL_CLAIMED, CTL_HEAD, CTL_STOP, CTL_STREAK, CTL_SUBMITTED, CTL_WANT, PROBE_EVERY, SKIP_AFTER, SLOT_DONE, shrankEnough,
-  type PoolLayout,
+  CTL_CLAIMED, CTL_CODEC, CTL_HEAD, CTL_STOP, CTL_STREAK, CTL_SUBMITTED, CTL_WANT, PROBE_EVERY, SKIP_AFTER, SLOT_DONE, shrankEnough,
+  type WorkerInit,
 } from "../compress-pool";
-import { KIND_LZ4, KIND_RAW, RECORD_HEADER, writeHeader } from "../record";
+import { KIND_RAW, RECORD_HEADER, writeHeader } from "../record";
 
 declare var self: Worker;
 
-interface Init {
-  sab: SharedArrayBuffer;
-  layout: PoolLayout;
-  wakeFd: number;
-  index: number;
-}
-
 self.onmessage = (ev: MessageEvent) => {
   self.onmessage = null;
-  const init = ev.data as Init;
-  let lz4: Lz4;
+  const init = ev.data as WorkerInit;
+  let encoder: Encoder;
   try {
     libc(); // open libc now, while the pool is starting workers one at a time
-    lz4 = loadLz4();
+    encoder = new Encoder(init.lz4 ? loadLz4() : null, init.zstd ? loadZstd() : null);
   } catch (e) {
     const f = fromFfi(e);
     const err = f instanceof L2Error ? f : new L2Error(String(e));
@@ -33,11 +28,11 @@ self.onmessage = (ev: MessageEvent) => {
     return;
   }
   postMessage({ type: "ready" });
-  run(init, lz4);
+  run(init, encoder);
   process.exit(0);
 };
 
-function run({ sab, layout: L, wakeFd, index }: Init, lz4: Lz4): void {
+function run({ sab, layout: L, wakeFd, index }: WorkerInit, encoder: Encoder): void {
   const ctl = new Int32Array(sab);
   const busy = new Float64Array(sab);
   const u8 = new Uint8Array(sab);
@@ -65,14 +60,15 @@ function run({ sab, layout: L, wakeFd, index }: Init, lz4: Lz4): void {
     const input = rawLen === L.chunkSize ? inputs[slot]! : inputs[slot]!.subarray(0, rawLen);
     const crc = Bun.hash.crc32(input);
 
-    // Once chunks keep coming out incompressible, stop paying for lz4 except on probe chunks.
+    // Once chunks keep coming out incompressible, stop paying for compression except on probe chunks.
     const streak = Atomics.load(ctl, CTL_STREAK);
     const skip = streak >= SKIP_AFTER && seq % PROBE_EVERY !== 0;
+    const word = Atomics.load(ctl, CTL_CODEC);
     let enc = 0;
     if (!skip && rawLen > 0) {
-      // Capacity rawLen - 1: lz4 gives up (returns 0) as soon as the chunk cannot shrink.
-      enc = lz4.compress(base + inOff, rawLen, base + outOff + RECORD_HEADER, rawLen - 1, 1);
-      // Small savings count as incompressible for the skip heuristic (still sent as LZ4).
+      // Capacity rawLen - 1: the codec gives up (0) as soon as the chunk cannot shrink.
+      enc = encoder.encode(word, base + inOff, rawLen, base + outOff + RECORD_HEADER, rawLen - 1);
+      // Small savings count as incompressible for the skip heuristic (still sent compressed).
       if (!shrankEnough(enc, rawLen)) {
         if (streak < 0x7fff_0000) Atomics.add(ctl, CTL_STREAK, 1);
       } else if (streak !== 0) {
@@ -80,7 +76,7 @@ function run({ sab, layout: L, wakeFd, index }: Init, lz4: Lz4): void {
       }
     }
     if (enc > 0) {
-      writeHeader(dv, outOff, KIND_LZ4, rawLen, enc, crc);
+      writeHeader(dv, outOff, recordKind(word), rawLen, enc, crc);
       ctl[L.recKind + slot] = 1;
       ctl[L.recLen + slot] = RECORD_HEADER + enc;
     } else {
@@ -89,6 +85,7 @@ function run({ sab, layout: L, wakeFd, index }: Init, lz4: Lz4): void {
       ctl[L.recLen + slot] = RECORD_HEADER + rawLen;
     }
     ctl[L.skipped + slot] = skip ? 1 : 0;
+    ctl[L.codec + slot] = word;
     busy[L.busy + index] += performance.now() - t0;
     Atomics.store(ctl, L.state + slot, SLOT_DONE);
     // Wake the main thread only if it is waiting for exactly this chunk (see compress-pool.ts).

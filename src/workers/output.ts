@@ -4,15 +4,16 @@
 // buffer, advanced by the turn holder, and are checked against the END record. Blocking writes:
 // stdout back-pressure stalls only the workers.
 import { addressOf, EAGAIN, EPIPE, libc, setPipeSize, signalEventFd, strerror, writeFd } from "../../ffi/libc";
-import { loadLz4, lz4Bound, type Lz4 } from "../../ffi/lz4";
+import { loadLz4, type Lz4 } from "../../ffi/lz4";
+import { loadZstd, type Zstd } from "../../ffi/zstd";
 import { L2Error } from "../errors";
 import {
   MAX_OUTPUT_WORKERS, OB_CHAIN_POS, OB_CONSUMED, OB_OUT, OB_PUBLISHED, OB_WRITTEN, OF_STALL_MS, OI_CHAIN_SEQ, OI_CHUNKS, OI_EXITED,
-  OI_ACTIVE, OI_BLOCK_FILL, OI_ERROR_LEN, OI_LOCK, OI_LZ4_CHUNKS, OI_STATE, OI_STOP, OI_STREAM_CRC, OI_TURN, OI_WAITING, OUT_ERROR_MAX,
-  OUT_ERROR_OFF, STATE_FAILED, STATE_FINISHED, STATE_RUNNING, type OutputInit,
+  OI_ACTIVE, OI_BLOCK_FILL, OI_ERROR_LEN, OI_LOCK, OI_LZ4_CHUNKS, OI_STATE, OI_STOP, OI_STREAM_CRC, OI_TURN, OI_WAITING, OI_ZSTD_CHUNKS, OUT_ERROR_MAX,
+  OUT_ERROR_OFF, STATE_FAILED, STATE_FINISHED, STATE_RUNNING, maxBodyLength, type OutputInit,
 } from "../output-pipeline";
 import {
-  crc32Combine, END_BODY, hex, KIND_END, KIND_LZ4, KIND_RAW, readCrc, readEncLen, readEndTotal, readFlags,
+  crc32Combine, END_BODY, hex, KIND_END, KIND_LZ4, KIND_RAW, KIND_ZSTD, readCrc, readEncLen, readEndTotal, readFlags,
   readKind, readRawLen, readReserved, RECORD_HEADER,
 } from "../record";
 
@@ -48,6 +49,7 @@ class Stop extends Error {}
 const OK = 0;
 const BAD_CRC = 1;
 const BAD_LZ4 = 2;
+const BAD_ZSTD = 3;
 
 class Output {
   private readonly big: BigInt64Array;
@@ -67,6 +69,9 @@ class Output {
   private readonly blkPtr: number;
   private readonly maxEnc: number;
   private readonly wakeEvery: number;
+  /** libzstd and this worker's decoding context, made at the first ZSTD record. */
+  private zstd: Zstd | null = null;
+  private dctx = 0;
 
   /** Workers taking records, decided by the main thread before the first record (see awaitActive). */
   private n = 1;
@@ -89,7 +94,7 @@ class Output {
     this.ringPtr = addressOf(this.ringU8);
     this.blk = new Uint8Array(o.block);
     this.blkPtr = addressOf(this.blk);
-    this.maxEnc = lz4Bound(o.maxChunk);
+    this.maxEnc = maxBodyLength(o.maxChunk);
     this.scratch = new Uint8Array(Math.max(this.maxEnc, 1024));
     this.scratchPtr = addressOf(this.scratch);
     this.out = new Uint8Array(Math.max(o.maxChunk, 1024));
@@ -148,9 +153,9 @@ class Output {
     const bad =
       readFlags(dv, h) !== 0 || readReserved(dv, h) !== 0 ||
       (kind === KIND_RAW && (rawLen > this.o.maxChunk || encLen !== rawLen)) ||
-      (kind === KIND_LZ4 && (rawLen > this.o.maxChunk || encLen === 0 || encLen > this.maxEnc)) ||
+      ((kind === KIND_LZ4 || kind === KIND_ZSTD) && (rawLen > this.o.maxChunk || encLen === 0 || encLen > this.maxEnc)) ||
       (kind === KIND_END && (rawLen !== 0 || encLen !== END_BODY)) ||
-      (kind !== KIND_RAW && kind !== KIND_LZ4 && kind !== KIND_END);
+      (kind !== KIND_RAW && kind !== KIND_LZ4 && kind !== KIND_ZSTD && kind !== KIND_END);
     if (bad) {
       this.awaitTurn();
       throw new Error(`${this.where()}: corrupt record header (kind ${kind}, rawLen ${rawLen}, encLen ${encLen})`);
@@ -189,16 +194,18 @@ class Output {
       if (first < encLen) chunkCrc = Bun.hash.crc32(this.ringU8.subarray(0, encLen - first), chunkCrc);
       if (chunkCrc !== crc) problem = BAD_CRC;
     } else {
-      const lz4 = this.lz4 ?? this.loadLz4Late();
+      const lz4 = kind === KIND_LZ4 ? (this.lz4 ?? this.loadLz4Late()) : null;
+      const zstd = kind === KIND_ZSTD ? (this.zstd ?? this.loadZstdLate()) : null;
       let src = this.ringPtr + body;
       if (first < encLen) {
         this.scratch.set(this.ringU8.subarray(body, ringSize), 0);
         this.scratch.set(this.ringU8.subarray(0, encLen - first), first);
         src = this.scratchPtr;
       }
-      decoded = lz4.decompress(src, encLen, this.outPtr, rawLen);
+      // Decoded into `out` (rawLen bytes at most: a longer chunk is an error, never an overrun).
+      decoded = lz4 ? lz4.decompress(src, encLen, this.outPtr, rawLen) : zstd!.decompress(this.dctx, src, encLen, this.outPtr, rawLen);
       chunkCrc = decoded === rawLen ? Bun.hash.crc32(rawLen === this.out.length ? this.out : this.out.subarray(0, rawLen)) : 0;
-      if (decoded !== rawLen) problem = BAD_LZ4;
+      if (decoded !== rawLen) problem = lz4 ? BAD_LZ4 : BAD_ZSTD;
       else if (chunkCrc !== crc) problem = BAD_CRC;
     }
 
@@ -209,6 +216,11 @@ class Output {
         ? `${this.where()}: LZ4 body is corrupt (LZ4_decompress_safe returned ${decoded})`
         : `${this.where()}: LZ4 body decodes to ${decoded} bytes, header says ${rawLen}`);
     }
+    if (problem === BAD_ZSTD) {
+      throw new Error(decoded < 0
+        ? `${this.where()}: ZSTD body is corrupt (ZSTD_decompressDCtx: ${this.zstd!.lastError()})`
+        : `${this.where()}: ZSTD body decodes to ${decoded} bytes, header says ${rawLen}`);
+    }
     if (kind === KIND_RAW) {
       // Written straight from the ring (in two pieces if it wraps), then its space is released.
       this.emit(this.ringU8, body, first, this.ringPtr + body);
@@ -217,7 +229,7 @@ class Output {
     } else {
       this.consume(end); // decoded: the main thread may reuse the ring space during the write
       this.emit(this.out, 0, rawLen, this.outPtr);
-      Atomics.add(this.i32, OI_LZ4_CHUNKS, 1);
+      Atomics.add(this.i32, kind === KIND_LZ4 ? OI_LZ4_CHUNKS : OI_ZSTD_CHUNKS, 1);
     }
     const streamCrc = Atomics.load(this.i32, OI_STREAM_CRC) >>> 0;
     Atomics.store(this.i32, OI_STREAM_CRC, crc32Combine(streamCrc, chunkCrc, rawLen) | 0);
@@ -282,20 +294,34 @@ class Output {
   }
 
   private loadLz4Late(): Lz4 {
-    // Two workers may meet their first LZ4 record together: one dlopen at a time.
+    return this.loadLate("LZ4", () => (this.lz4 = loadLz4()));
+  }
+
+  private loadZstdLate(): Zstd {
+    return this.loadLate("ZSTD", () => {
+      const zstd = loadZstd();
+      this.dctx = zstd.createDCtx();
+      return (this.zstd = zstd);
+    });
+  }
+
+  /** Loads a decoder at its first record, or fails naming that record and why. */
+  private loadLate<T>(kind: string, load: () => T): T {
+    // Two workers may meet their first such record together: one dlopen at a time.
     while (Atomics.compareExchange(this.i32, OI_LOCK, 0, 1) !== 0) Atomics.wait(this.i32, OI_LOCK, 1, 10);
     let reason = "";
+    let loaded: T | null = null;
     try {
-      this.lz4 = loadLz4();
+      loaded = load();
     } catch (e) {
       reason = e instanceof Error ? e.message : String(e);
     } finally {
       Atomics.store(this.i32, OI_LOCK, 0);
       Atomics.notify(this.i32, OI_LOCK);
     }
-    if (this.lz4) return this.lz4;
+    if (loaded) return loaded;
     this.awaitTurn(); // outside the lock: the turn holder may need it
-    throw new Error(`${this.where()}: LZ4 record, but ${reason}`);
+    throw new Error(`${this.where()}: ${kind} record, but ${reason}`);
   }
 
   /** Blocks until the main thread has said how many workers take records (OutputPipeline.useWorkers). */

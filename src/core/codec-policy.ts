@@ -1,0 +1,163 @@
+// Which codec the compressors use next, chosen from what the last window of time says is the
+// bottleneck. Pure: the shell passes in the time and its running totals; nothing here reads a
+// clock or touches I/O.
+//
+// Two measurements decide, both as shares of a window (~150 ms):
+// - starved: the links had room and window but no finished chunk to send, while the compressors
+//   still worked on chunks already read. The compressors are the bottleneck: a cheaper codec.
+// - backlog: data waited in the send ring for the links, and the links never starved. The links
+//   (or the receiver's window) are the bottleneck: the compressors have time for a better ratio.
+// A step up is taken only after UP_WINDOWS such windows in a row, and only if the compressors'
+// load times the next codec's relative cost stays below UP_MAX_LOAD. The load is their busy share
+// scaled by what the links took of what they made (wire bytes drained / produced): while the send
+// ring fills, the compressors run flat out, yet the links need only a part of that. A level the policy
+// had to leave because the compressors starved the links is not tried again for a hold time that
+// doubles with each such failure, so a level that does not fit is not retried every window.
+import { CODEC_LZ4, type CodecWord } from "../codec";
+
+export interface Rung {
+  word: CodecWord;
+  /** Compression CPU per input byte relative to the rung below it is what counts; lz4 = 1. */
+  cost: number;
+}
+
+// Costs from one core on a tar of /usr, 256 KiB chunks (MB/s of input): lz4 1012, zstd-1 582,
+// zstd-3 313, zstd-6 142; ratios 0.678, 0.594, 0.579, 0.568. Above 6 the ratio gains under 1 %
+// per doubling of CPU (zstd-9: 95 MB/s, 0.563), so the ladder stops there; its contexts stay
+// small too (4.4 MiB per Worker at level 6 with 256 KiB chunks, 2.1 MiB with 64 KiB).
+export const AUTO_LADDER: readonly Rung[] = [
+  { word: CODEC_LZ4, cost: 1 },
+  { word: 1, cost: 1.75 },
+  { word: 3, cost: 3.25 },
+  { word: 6, cost: 7 },
+];
+
+/**
+ * Where auto starts: zstd-1 when the ladder has it. The send ring (64 MiB) fills within the
+ * first window or two, long before the links have said anything, and what fills it keeps the
+ * codec it got; links slower than the compressors (1 GbE, USB) are the common case, and on
+ * links that are faster the first starved window steps down to lz4 (150 ms).
+ */
+export const START_WORD: CodecWord = 1;
+
+export const WINDOW_MS = 150;
+/**
+ * Windows in this first span only set the baseline: the links first wait for the very first
+ * chunk, and then the kernel's queues (the socket buffer, up to txqueuelen frames in the qdisc)
+ * take megabytes at any rate, so the links look starved whatever the codec (measured: 16 % of the
+ * first window, over a 300 Mbit link that the compressors outran by far).
+ */
+export const WARMUP_MS = 3 * WINDOW_MS;
+/** Starved share of a window above which the policy steps down. */
+export const DOWN_STARVED = 0.1;
+/** Backlog share at or above which (with starved under UP_STARVED_MAX) a window votes up. */
+export const UP_BACKLOG = 0.5;
+export const UP_STARVED_MAX = 0.02;
+export const UP_WINDOWS = 2;
+/** Predicted compressor load (busy share x cost ratio) a step up may lead to. */
+export const UP_MAX_LOAD = 0.85;
+export const HOLD_MIN_MS = 1000;
+export const HOLD_MAX_MS = 16_000;
+/** A level kept this long without starving the links counts as fitting: its hold is reset. */
+const FIT_MS = 5000;
+
+/** Running totals the shell keeps (milliseconds since its start; only differences are used). */
+export interface PolicyTotals {
+  starvedMs: number;
+  backlogMs: number;
+  /** Compressor busy time summed over the workers. */
+  busyMs: number;
+  /** Wire bytes put into the send ring, and taken from it by the links. */
+  producedBytes: number;
+  drainedBytes: number;
+}
+
+export interface PolicyWindow {
+  starved: number;
+  backlog: number;
+  /** Share of the compressors' time (0..1, per worker) it takes to keep the links fed. */
+  load: number;
+}
+
+export class CodecPolicy {
+  private rung: number;
+  private windowStart: number;
+  private last: PolicyTotals = { starvedMs: 0, backlogMs: 0, busyMs: 0, producedBytes: 0, drainedBytes: 0 };
+  private upVotes = 0;
+  private enteredAt: number;
+  private readonly holdUntil: number[];
+  private readonly holdMs: number[];
+  private readonly warmUntil: number;
+  /** Windows in which the codec changed (for reports and tests). */
+  changes = 0;
+  lastWindow: PolicyWindow = { starved: 0, backlog: 0, load: 0 };
+
+  constructor(
+    private readonly ladder: readonly Rung[],
+    private readonly workers: number,
+    now: number,
+    private readonly windowMs = WINDOW_MS,
+  ) {
+    if (ladder.length === 0) throw new Error("CodecPolicy: empty ladder");
+    this.rung = Math.max(0, ladder.findIndex((r) => r.word === START_WORD));
+    this.windowStart = now;
+    this.warmUntil = now + WARMUP_MS;
+    this.enteredAt = now;
+    this.holdUntil = ladder.map(() => -Infinity);
+    this.holdMs = ladder.map(() => HOLD_MIN_MS);
+  }
+
+  current(): CodecWord {
+    return this.ladder[this.rung]!.word;
+  }
+
+  /** A window has passed: call update. */
+  due(now: number): boolean {
+    return now - this.windowStart >= this.windowMs;
+  }
+
+  /** Closes the window ending now and returns the codec for the next one. */
+  update(now: number, totals: PolicyTotals): CodecWord {
+    const span = now - this.windowStart;
+    if (span <= 0) return this.current();
+    const busy = (totals.busyMs - this.last.busyMs) / (span * this.workers);
+    const produced = totals.producedBytes - this.last.producedBytes;
+    const drained = totals.drainedBytes - this.last.drainedBytes;
+    const w: PolicyWindow = {
+      starved: Math.min(1, (totals.starvedMs - this.last.starvedMs) / span),
+      backlog: Math.min(1, (totals.backlogMs - this.last.backlogMs) / span),
+      load: Math.min(1, produced > 0 ? busy * Math.max(0, drained / produced) : busy),
+    };
+    this.lastWindow = w;
+    this.last = { ...totals };
+    this.windowStart = now;
+    if (now <= this.warmUntil) return this.current();
+    const at = this.rung;
+    if (w.starved > DOWN_STARVED) {
+      this.upVotes = 0;
+      if (at > 0) this.step(now, at - 1, true);
+    } else if (w.backlog >= UP_BACKLOG && w.starved < UP_STARVED_MAX) {
+      const next = at + 1;
+      const fits = next < this.ladder.length && w.load * (this.ladder[next]!.cost / this.ladder[at]!.cost) <= UP_MAX_LOAD;
+      this.upVotes = fits && now >= this.holdUntil[next]! ? this.upVotes + 1 : 0;
+      if (this.upVotes >= UP_WINDOWS) this.step(now, next, false);
+    } else {
+      this.upVotes = 0;
+    }
+    if (now - this.enteredAt >= FIT_MS) this.holdMs[this.rung] = HOLD_MIN_MS;
+    return this.current();
+  }
+
+  private step(now: number, to: number, starved: boolean): void {
+    if (starved) {
+      // The level we leave did not fit: not again for a while, and longer each time.
+      const left = this.rung;
+      this.holdUntil[left] = now + this.holdMs[left]!;
+      this.holdMs[left] = Math.min(HOLD_MAX_MS, this.holdMs[left]! * 2);
+    }
+    this.rung = to;
+    this.upVotes = 0;
+    this.enteredAt = now;
+    this.changes++;
+  }
+}

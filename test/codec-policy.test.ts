@@ -1,0 +1,192 @@
+// The codec policy against a simulated sender: compressors feeding a ring that the links drain,
+// in 5 ms steps of a fluid model. The shell's measurements are reproduced: time the links
+// waited with nothing to send (starved), time data waited for the links (backlog), busy time.
+import { describe, expect, test } from "bun:test";
+import { CODEC_LZ4, type CodecWord } from "../src/codec";
+import { AUTO_LADDER, CodecPolicy, HOLD_MIN_MS, START_WORD, WARMUP_MS, WINDOW_MS } from "../src/core/codec-policy";
+
+interface Data {
+  /** Input MB/s one compressor manages, per codec word. */
+  speed: Record<number, number>;
+  /** Wire bytes per input byte, per codec word. */
+  ratio: Record<number, number>;
+}
+
+// One core on a tar of /usr (see codec-policy.ts).
+const USR: Data = {
+  speed: { 0: 1000, 1: 580, 3: 310, 6: 140 },
+  ratio: { 0: 0.68, 1: 0.59, 3: 0.58, 6: 0.57 },
+};
+// Random bytes: the chunks skip the compressors (only probes), nothing shrinks.
+const RANDOM: Data = {
+  speed: { 0: 50_000, 1: 50_000, 3: 50_000, 6: 50_000 },
+  ratio: { 0: 1, 1: 1, 3: 1, 6: 1 },
+};
+
+interface Phase {
+  ms: number;
+  /** Wire MB/s the links take. */
+  linkRate: number;
+  data: Data;
+  /** Input MB/s available on stdin (default: unlimited). */
+  inputRate?: number;
+}
+
+interface Trace {
+  /** [time, codec] after each window. */
+  windows: [number, CodecWord][];
+  policy: CodecPolicy;
+}
+
+const STEP = 5;
+const WORKERS = 2;
+function simulate(phases: Phase[], ladder = AUTO_LADDER, RING_MB = 16): Trace {
+  const policy = new CodecPolicy(ladder, WORKERS, 0);
+  let t = 0;
+  let fill = 0; // wire MB in the ring, not yet sent
+  const totals = { starvedMs: 0, backlogMs: 0, busyMs: 0, producedBytes: 0, drainedBytes: 0 };
+  const windows: [number, CodecWord][] = [];
+  for (const p of phases) {
+    for (const end = t + p.ms; t < end; t += STEP) {
+      const word = policy.current();
+      const dt = STEP / 1000;
+      // Compressors: as much as they manage, stdin gives, and the ring has room for.
+      const canInput = Math.min(WORKERS * p.data.speed[word]! * dt, (p.inputRate ?? Infinity) * dt);
+      const room = RING_MB - fill;
+      const wire = Math.min(canInput * p.data.ratio[word]!, room);
+      const input = wire / p.data.ratio[word]!;
+      totals.busyMs += (input / (p.data.speed[word]! * dt)) * STEP; // summed over workers
+      // Links: drain what is there, up to their rate.
+      const want = p.linkRate * dt;
+      const sent = Math.min(fill + wire, want);
+      const compressorsBehind = input >= canInput - 1e-12 && canInput < (p.inputRate ?? Infinity) * dt;
+      if (sent < want && compressorsBehind) totals.starvedMs += STEP * (1 - sent / want);
+      fill = fill + wire - sent;
+      totals.producedBytes += wire * 1e6;
+      totals.drainedBytes += sent * 1e6;
+      if (fill > 1e-9) totals.backlogMs += STEP;
+      if (policy.due(t + STEP)) windows.push([t + STEP, policy.update(t + STEP, totals)]);
+    }
+  }
+  return { windows, policy };
+}
+
+/** The codec at the end of the trace, and when it was last changed. */
+function settled(trace: Trace): { codec: CodecWord; since: number } {
+  const w = trace.windows;
+  const codec = w.at(-1)![1];
+  let i = w.length - 1;
+  while (i > 0 && w[i - 1]![1] === codec) i--;
+  return { codec, since: i === 0 ? 0 : w[i]![0] };
+}
+
+function codecAt(trace: Trace, ms: number): CodecWord {
+  let c = trace.windows[0]![1];
+  for (const [t, w] of trace.windows) if (t <= ms) c = w;
+  return c;
+}
+
+function changes(trace: Trace, from = 0, to = Infinity): number {
+  let n = 0;
+  const w = trace.windows;
+  for (let i = 1; i < w.length; i++) if (w[i]![0] > from && w[i]![0] <= to && w[i]![1] !== w[i - 1]![1]) n++;
+  return n;
+}
+
+describe("codec policy against a simulated bottleneck", () => {
+  test("slow links: the level rises to the top of the ladder within about a second and stays", () => {
+    const trace = simulate([{ ms: 10_000, linkRate: 40, data: USR }]);
+    const s = settled(trace);
+    expect(s.codec).toBe(6);
+    expect(s.since).toBeLessThanOrEqual(WARMUP_MS + 4 * WINDOW_MS + 50); // warm-up, then 2 steps of 2 windows
+    expect(changes(trace)).toBe(2); // zstd-1 (the start) -> 3 -> 6, nothing after
+  });
+
+  test("a 64 MB ring still filling: the links' need, not the compressors' rush to fill it, decides", () => {
+    // Filling 64 MB at lz4 takes ~50 ms of the 2 compressors, draining it 1.6 s of the link.
+    const trace = simulate([{ ms: 3000, linkRate: 40, data: USR }], AUTO_LADDER, 64);
+    expect(codecAt(trace, 1200)).toBe(6);
+  });
+
+  test("links faster than the compressors: the level falls back to lz4 within a second", () => {
+    const trace = simulate([
+      { ms: 3000, linkRate: 40, data: USR },
+      { ms: 5000, linkRate: 2000, data: USR },
+    ]);
+    expect(codecAt(trace, 3000)).toBe(6);
+    const s = settled(trace);
+    expect(s.codec).toBe(CODEC_LZ4);
+    expect(s.since - 3000).toBeLessThanOrEqual(1000);
+    // Stepping down does not bounce back up while the compressors stay the bottleneck.
+    expect(changes(trace, 4000)).toBe(0);
+  });
+
+  test("a middle level that fits is kept: no oscillation every window, retries of the level above back off", () => {
+    // zstd-6 costs far more than the ladder assumes on this data: it is tried (the prior says it
+    // fits), starves the links, and is then left alone for 1, 2, 4, 8, 16 s.
+    const costly: Data = { speed: { ...USR.speed, 6: 40 }, ratio: USR.ratio };
+    const trace = simulate([{ ms: 40_000, linkRate: 100, data: costly }]);
+    let at3 = 0;
+    for (const [, w] of trace.windows) if (w === 3) at3++;
+    expect(at3 / trace.windows.length).toBeGreaterThan(0.9);
+    // 3 steps up, then each retry of 6 is two changes: at most 1 + 2 + 4 + 8 + 16 s of holds in 40 s.
+    expect(changes(trace)).toBeLessThanOrEqual(3 + 2 * 6);
+    expect(changes(trace, 11_000)).toBeLessThanOrEqual(2 * 2); // retries near 18 and 35 s
+    // Never two changes in consecutive windows after the first second.
+    const w = trace.windows;
+    for (let i = 2; i < w.length; i++) {
+      if (w[i]![0] < 1000) continue;
+      const a = w[i - 2]![1] !== w[i - 1]![1];
+      const b = w[i - 1]![1] !== w[i]![1];
+      expect(a && b).toBe(false);
+    }
+    expect(HOLD_MIN_MS).toBeGreaterThanOrEqual(4 * WINDOW_MS);
+  });
+
+  test("follows the data: random stretches raise the level, text after them brings it down again", () => {
+    // Links at 300 MB/s: text needs zstd-3 or cheaper; random data leaves the compressors idle.
+    const trace = simulate([
+      { ms: 3000, linkRate: 300, data: USR },
+      { ms: 3000, linkRate: 300, data: RANDOM },
+      { ms: 3000, linkRate: 300, data: USR },
+    ]);
+    expect(codecAt(trace, 3000)).toBeLessThanOrEqual(3);
+    expect(codecAt(trace, 6000)).toBe(6);
+    for (let t = 6800; t <= 9000; t += WINDOW_MS) expect(codecAt(trace, t)).toBeLessThanOrEqual(3);
+  });
+
+  test("neither side the bottleneck (a slow producer): the codec stays where it is", () => {
+    const trace = simulate([{ ms: 5000, linkRate: 1000, data: USR, inputRate: 50 }]);
+    expect(changes(trace)).toBe(0);
+    expect(settled(trace).codec).toBe(START_WORD);
+  });
+
+  test("fast links from the start: down from zstd-1 to lz4 right after the warm-up", () => {
+    const trace = simulate([{ ms: 3000, linkRate: 2000, data: USR }]);
+    expect(codecAt(trace, WARMUP_MS)).toBe(1);
+    expect(codecAt(trace, WARMUP_MS + WINDOW_MS)).toBe(CODEC_LZ4);
+    expect(changes(trace)).toBe(1);
+  });
+
+  test("the warm-up windows (the links wait for the first chunk, kernel queues fill) decide nothing", () => {
+    const p = new CodecPolicy(AUTO_LADDER, 2, 0);
+    let t = 0;
+    const totals = { starvedMs: 0, backlogMs: 0, busyMs: 0, producedBytes: 1, drainedBytes: 1 };
+    for (; t + WINDOW_MS <= WARMUP_MS; ) {
+      t += WINDOW_MS;
+      totals.starvedMs += WINDOW_MS / 2;
+      expect(p.update(t, totals)).toBe(START_WORD);
+    }
+    totals.starvedMs += WINDOW_MS / 2;
+    expect(p.update(t + WINDOW_MS, totals)).toBe(CODEC_LZ4);
+  });
+
+  test("a ladder of one codec never changes; the start is zstd-1 or, without it, the cheapest", () => {
+    const trace = simulate([{ ms: 3000, linkRate: 40, data: USR }], [{ word: CODEC_LZ4, cost: 1 }]);
+    expect(changes(trace)).toBe(0);
+    expect(START_WORD).toBe(1);
+    expect(new CodecPolicy(AUTO_LADDER, 4, 0).current()).toBe(1);
+    expect(new CodecPolicy([{ word: CODEC_LZ4, cost: 1 }, { word: 3, cost: 3 }], 4, 0).current()).toBe(CODEC_LZ4);
+    expect(() => new CodecPolicy([], 4, 0)).toThrow("empty ladder");
+  });
+});
