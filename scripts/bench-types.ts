@@ -1,7 +1,8 @@
 // The shapes of docs/bench-results.json.
 
-export type Data = "random" | "compressible";
-export type Tool = "l2pipe" | "tcp" | "lz4+tcp";
+/** changing: 64 MiB of compressible data, then 64 MiB of random, and so on. */
+export type Data = "random" | "compressible" | "changing";
+export type Tool = "l2pipe" | "tcp" | "lz4+tcp" | "zstd+tcp";
 
 export interface SideCost {
   /** exit status (first non-zero of the side's processes) */
@@ -29,6 +30,10 @@ export interface RunResult {
   resentPct: number | null;
   /** l2pipe only: share of the wire bytes per link */
   linkShare: number[] | null;
+  /** l2pipe with auto compression, data "changing": per 64 MiB segment of input, ms from its
+   * first byte read to the policy's last codec change within it (0: none), and the codec that
+   * compressed most of it. */
+  settle?: Array<{ segment: number; kind: "text" | "random"; settleMs: number; codec: string }> | null;
   sha256Ok: boolean;
   sender: SideCost;
   receiver: SideCost;
@@ -36,8 +41,8 @@ export interface RunResult {
 
 export interface Scenario {
   id: string;
-  /** a: one unshaped veth; b: n links of 1 Gbit; c: 1 + 1.5 Gbit */
-  group: "a" | "b" | "c";
+  /** a: one unshaped veth; b: n links of 1 Gbit; c: 1 + 1.5 Gbit; d: codecs over 1 x 1 Gbit and 1 + 1.5 Gbit */
+  group: "a" | "b" | "c" | "d";
   mtu: number;
   /** htb rate per link (Mbit/s), null = unshaped */
   rates: (number | null)[];

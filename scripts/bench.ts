@@ -2,12 +2,13 @@
 // the same input files, in network namespaces of its own, every scenario in one run. Prints the
 // table and writes docs/BENCHMARKS.md, docs/bench-results.json and docs/bench-chart.svg.
 //
-//   bun run bench [--quick] [--runs N] [--size MIB] [--mtu 1500,9000] [--data random,compressible]
+//   bun run bench [--quick] [--runs N] [--size MIB] [--mtu 1500,9000] [--data random,compressible,changing]
 //                 [--groups a,b,c] [--only TEXT] [--no-build] [--binary PATH] [--no-gnu-time]
 //                 [--no-write] [--timeout-s S]
 //   bun run bench --render docs/bench-results.json   (tables, doc and chart again, from the JSON)
 //
-//   groups: a = one unshaped veth; b = 1, 2 and 4 links of 1 Gbit (htb); c = 1 + 1.5 Gbit links.
+//   groups: a = one unshaped veth; b = 1, 2 and 4 links of 1 Gbit (htb); c = 1 + 1.5 Gbit links;
+//   d = codecs: auto, lz4, zstd against the zstd and lz4 pipelines, and data that changes.
 //   default: 1 GiB inputs, MTU 9000 and 1500, every scenario, 3 runs (~25 min on 2 cores);
 //   --quick: 256 MiB, MTU 9000, a subset (~1.5 min). --only TEXT keeps the scenarios whose id
 //   contains TEXT (e.g. "random | l2pipe -0"). Exit status 1 when any run FAILED.
@@ -66,8 +67,8 @@ function parseOpts(argv: string[]): Opts {
     runs: 3,
     sizeMiB: 0,
     mtus: [],
-    data: ["random", "compressible"],
-    groups: ["a", "b", "c"],
+    data: ["random", "compressible", "changing"],
+    groups: ["a", "b", "c", "d"],
     only: null,
     build: true,
     binary: join(root, "dist/l2pipe"),
@@ -112,8 +113,8 @@ function parseOpts(argv: string[]): Opts {
   if (!(o.sizeMiB > 0)) { console.error("bench: --size must be > 0 (MiB)"); usage(2); }
   if (o.mtus.length === 0) o.mtus = o.quick ? [9000] : [9000, 1500];
   if (o.mtus.some((m) => !Number.isInteger(m) || m < 576 || m > 65535)) { console.error("bench: bad --mtu"); usage(2); }
-  if (o.data.some((d) => d !== "random" && d !== "compressible")) { console.error("bench: --data is random,compressible"); usage(2); }
-  if (o.groups.some((g) => !["a", "b", "c"].includes(g))) { console.error("bench: --groups is a,b,c"); usage(2); }
+  if (o.data.some((d) => !["random", "compressible", "changing"].includes(d))) { console.error("bench: --data is random,compressible,changing"); usage(2); }
+  if (o.groups.some((g) => !["a", "b", "c", "d"].includes(g))) { console.error("bench: --groups is a,b,c,d"); usage(2); }
   return o;
 }
 
@@ -122,7 +123,7 @@ function parseOpts(argv: string[]): Opts {
 
 interface TopoPlan {
   key: string;
-  group: "a" | "b" | "c";
+  group: "a" | "b" | "c" | "d";
   mtu: number;
   rates: (number | null)[];
   linksDesc: string;
@@ -157,6 +158,10 @@ function plan(o: Opts): TopoPlan[] {
   const l2 = (data: Data, [args, label]: [string[], string]): [Data, Tool, string[], string] => [data, "l2pipe", args, label];
   const tcp = (data: Data): [Data, Tool, string[], string] => [data, "tcp", [], "socat TCP"];
   const lz4 = (data: Data): [Data, Tool, string[], string] => [data, "lz4+tcp", [], "lz4 -1 | socat | lz4 -d"];
+  const zstd = (data: Data): [Data, Tool, string[], string] => [data, "zstd+tcp", [], "zstd -1 -T0 | socat | zstd -d"];
+  const CL: [string[], string] = [["--compress", "lz4"], "l2pipe --compress lz4"];
+  const Z1: [string[], string] = [["--compress", "zstd:1"], "l2pipe --compress zstd:1"];
+  const Z3: [string[], string] = [["--compress", "zstd:3"], "l2pipe --compress zstd:3"];
   for (const mtu of o.mtus) {
     if (o.groups.includes("a")) {
       add("a", mtu, [null], "1 veth, unshaped", [
@@ -172,6 +177,14 @@ function plan(o: Opts): TopoPlan[] {
         if (n === 1) tools.push(tcp("random"), tcp("compressible"), ...(o.quick ? [] : [lz4("compressible")]));
         add("b", mtu, Array(n).fill(1000), `${n} x 1 Gbit`, tools);
       }
+    }
+    if (o.groups.includes("d")) {
+      // What a user would type instead, and each fixed setting, beside the adaptive default.
+      add("d", mtu, [1000], "1 x 1 Gbit", [
+        l2("compressible", LD), l2("compressible", CL), l2("compressible", Z1), tcp("compressible"), lz4("compressible"), zstd("compressible"),
+        l2("changing", LD), l2("changing", CL), l2("changing", Z1), l2("changing", Z3), l2("changing", L0),
+      ]);
+      add("d", mtu, [1000, 1500], "1 + 1.5 Gbit", [l2("compressible", LD), l2("compressible", CL), l2("compressible", Z1), l2("compressible", Z3)]);
     }
     if (o.groups.includes("c")) {
       const W: [string[], string] = [["-a", "2.3"], "l2pipe -a 2.3"];
@@ -193,6 +206,8 @@ interface Inputs {
 }
 
 const MB = 1e6;
+/** The "changing" input alternates text and random data this often. */
+const CHANGE_SEGMENT = 64 << 20;
 
 function parseSize(n: string, unit: string): number {
   return Number(n) * ({ B: 1, KiB: 1024, MiB: 1 << 20, GiB: GIB } as Record<string, number>)[unit]!;
@@ -218,6 +233,42 @@ function parseSenderSummary(stderr: string) {
   };
 }
 
+/** Per 64 MiB segment of a "changing" input (text first), from the sender's --stats-json trace of
+ * codec changes: how long after its first byte was read the policy last changed the codec within
+ * it, and the codec that held for most of it. */
+function settleOf(statsJson: string, bytes: number): RunResult["settle"] {
+  let trace: Array<{ ms: number; read: number; codec: string }>;
+  try {
+    trace = JSON.parse(readFileSync(statsJson, "utf8"))?.compression?.codecTrace ?? [];
+  } catch {
+    return null;
+  }
+  if (trace.length === 0) return null;
+  const out: NonNullable<RunResult["settle"]> = [];
+  for (let k = 0; k * CHANGE_SEGMENT < bytes; k++) {
+    const from = k * CHANGE_SEGMENT;
+    const to = Math.min(bytes, from + CHANGE_SEGMENT);
+    // When the segment's first byte was read: interpolated between the trace points around it.
+    const inside = trace.filter((c) => c.read > from && c.read < to);
+    const before = [...trace].reverse().find((c) => c.read <= from);
+    const startMs = before && inside.length ? before.ms + ((inside[0]!.ms - before.ms) * (from - before.read)) / Math.max(1, inside[0]!.read - before.read) : 0;
+    const settleMs = inside.length ? Math.max(0, inside.at(-1)!.ms - startMs) : 0;
+    // The codec over most of the segment's bytes.
+    const spans = new Map<string, number>();
+    let codec = before?.codec ?? trace[0]!.codec;
+    let pos = from;
+    for (const c of inside) {
+      spans.set(codec, (spans.get(codec) ?? 0) + (c.read - pos));
+      codec = c.codec;
+      pos = c.read;
+    }
+    spans.set(codec, (spans.get(codec) ?? 0) + (to - pos));
+    const main = [...spans].sort((a, b) => b[1] - a[1])[0]![0];
+    out.push({ segment: k, kind: k % 2 === 0 ? "text" : "random", settleMs: Math.round(settleMs), codec: main });
+  }
+  return out;
+}
+
 async function runOnce(topo: Topology, sc: Scenario, inputs: Inputs, o: Opts, scratch: string): Promise<RunResult> {
   const input = inputs.path[sc.data];
   const out = join(scratch, "out");
@@ -229,12 +280,17 @@ async function runOnce(topo: Topology, sc: Scenario, inputs: Inputs, o: Opts, sc
   const sendTcp = ["socat", "-b", "1048576", "-u", "STDIN", `TCP:${ADDR_B}:${TCP_PORT}`];
   let rPipe: string[][];
   let sPipe: string[][];
+  const statsJson = join(scratch, "sender.json");
+  rmSync(statsJson, { force: true });
   if (sc.tool === "l2pipe") {
     rPipe = [[bin, "-r", "-v", ...topo.devsB]];
-    sPipe = [[bin, "-s", "-v", ...sc.args, ...topo.devsA]];
+    sPipe = [[bin, "-s", "-v", "--stats-json", statsJson, ...sc.args, ...topo.devsA]];
   } else if (sc.tool === "tcp") {
     rPipe = [recvTcp];
     sPipe = [sendTcp];
+  } else if (sc.tool === "zstd+tcp") {
+    rPipe = [recvTcp, ["zstd", "-d", "-c", "-q"]];
+    sPipe = [["zstd", "-1", "-T0", "-c", "-q"], sendTcp];
   } else {
     rPipe = [recvTcp, ["lz4", "-d", "-c"]];
     sPipe = [["lz4", "-1", "-c"], sendTcp];
@@ -285,6 +341,7 @@ async function runOnce(topo: Topology, sc: Scenario, inputs: Inputs, o: Opts, sc
       wireRatio: parsed?.wireBytes != null && inputs.bytes > 0 ? parsed.wireBytes / inputs.bytes : null,
       resentPct: parsed?.resentPct ?? null,
       linkShare: parsed?.linkShare ?? null,
+      settle: sc.data === "changing" && sc.tool === "l2pipe" && failures.length === 0 ? settleOf(statsJson, inputs.bytes) : null,
       sha256Ok: shaOk,
       sender: { code: s.code, cpuS: s.cpuS, cpuSPerGiB: s.cpuS / gib, rssMiB: s.rssKiB / 1024, method: s.method },
       receiver: { code: r.code, cpuS: r.cpuS, cpuSPerGiB: r.cpuS / gib, rssMiB: r.rssKiB / 1024, method: r.method },
@@ -297,6 +354,23 @@ async function runOnce(topo: Topology, sc: Scenario, inputs: Inputs, o: Opts, sc
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/** Text and random data taking turns every CHANGE_SEGMENT bytes, text first. */
+async function makeChangingFile(path: string, bytes: number, tmp: string): Promise<void> {
+  const text = `${tmp}.text`;
+  const random = `${tmp}.random`;
+  await makeCompressibleFile(text, bytes);
+  await makeRandomFile(random, bytes);
+  const t = Bun.file(text);
+  const r = Bun.file(random);
+  const parts: Blob[] = [];
+  for (let from = 0, k = 0; from < bytes; from += CHANGE_SEGMENT, k++) {
+    parts.push((k % 2 === 0 ? t : r).slice(from, Math.min(bytes, from + CHANGE_SEGMENT)));
+  }
+  await Bun.write(path, new Blob(parts));
+  rmSync(text, { force: true });
+  rmSync(random, { force: true });
+}
 
 function sh(cmd: string[]): string {
   try {
@@ -334,9 +408,9 @@ async function main() {
     console.error("bench: needs root (network namespaces, packet sockets)");
     process.exit(3);
   }
-  for (const tool of ["socat", "lz4", "ip", "tc", "setsid"]) {
+  for (const tool of ["socat", "lz4", "zstd", "ip", "tc", "setsid"]) {
     if (!Bun.which(tool)) {
-      console.error(`bench: ${tool} is missing (apt-get install socat lz4 iproute2 util-linux)`);
+      console.error(`bench: ${tool} is missing (apt-get install socat lz4 zstd iproute2 util-linux)`);
       process.exit(3);
     }
   }
@@ -394,7 +468,8 @@ async function main() {
     const p = join(scratch, `in-${d}`);
     const t = performance.now();
     if (d === "random") await makeRandomFile(p, bytes);
-    else await makeCompressibleFile(p, bytes);
+    else if (d === "compressible") await makeCompressibleFile(p, bytes);
+    else await makeChangingFile(p, bytes, join(scratch, "segment"));
     inputs.path[d] = p;
     inputs.sha[d] = await sha256File(p);
     console.error(`bench: ${d} input ${o.sizeMiB} MiB made in ${((performance.now() - t) / 1000).toFixed(1)} s`);
@@ -464,6 +539,7 @@ async function main() {
         commit: sh(["git", "rev-parse", "--short", "HEAD"]) + (sh(["git", "status", "--porcelain", "--untracked-files=no"]) ? " (with uncommitted changes)" : ""),
         socat: /socat version (\S+)/.exec(sh(["socat", "-V"]))?.[1] ?? "?",
         lz4: /v(\d+\.\d+\.\d+)/.exec(sh(["lz4", "--version"]))?.[1] ?? "?",
+        zstd: /v(\d+\.\d+\.\d+)/.exec(sh(["zstd", "--version"]))?.[1] ?? "?",
       },
       measurement: {
         cpuAndRss: gnuTime

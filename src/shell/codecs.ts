@@ -10,6 +10,15 @@ import type { Options } from "../cli";
 import { systemError } from "../errors";
 import { FEATURE_LZ4, FEATURE_ZSTD } from "../wire";
 
+/** Changes kept for --stats-json (a decision every 150 ms: a change at most that often). */
+const TRACE_MAX = 4096;
+
+export interface CodecChange {
+  ms: number;
+  read: number;
+  codec: string;
+}
+
 /** The auto ladder with -m stops at zstd-3: its contexts are 1.6 MiB per Worker there, not 2.1. */
 const LOW_MEMORY_TOP = 3;
 
@@ -25,6 +34,9 @@ export class SenderCodecs {
   private settledWord: CodecWord | null = null;
   private probeWord: CodecWord = CODEC_LZ4;
   private policy: CodecPolicy | null = null;
+  /** The policy's changes, first ones first: when (ms since start-up), how far into stdin, to what. */
+  private readonly trace: CodecChange[] = [];
+  private readonly started = performance.now();
 
   /** Loads what opts.compress needs (libraries are opened here, before the pool's Workers open them). */
   constructor(private readonly opts: Options) {
@@ -79,6 +91,7 @@ export class SenderCodecs {
     }
     pool.setCodec(word);
     this.settledWord = word;
+    this.trace.push({ ms: Math.round(now - this.started), read: 0, codec: codecName(word) });
     // lz4 where allowed, else zstd's cheapest level (any level decodes alike).
     this.probeWord = c === "lz4" || (c === "auto" && decodesLz4) ? CODEC_LZ4 : 1;
   }
@@ -92,8 +105,9 @@ export class SenderCodecs {
     return this.probeWord;
   }
 
-  /** With auto, once per window: the policy's codec for the chunks claimed from now on. */
-  tick(now: number, pool: CompressPool, m: Omit<PolicyTotals, "busyMs">): void {
+  /** With auto, once per window: the policy's codec for the chunks claimed from now on.
+   * `inputRead`: stdin bytes read so far, for the trace of changes. */
+  tick(now: number, pool: CompressPool, m: Omit<PolicyTotals, "busyMs">, inputRead: number): void {
     const p = this.policy;
     if (!p || !p.due(now)) return;
     const totals: PolicyTotals = { ...m, busyMs: pool.busyMs() };
@@ -101,6 +115,7 @@ export class SenderCodecs {
     if (word !== this.settledWord) {
       this.settledWord = word;
       pool.setCodec(word);
+      if (this.trace.length < TRACE_MAX) this.trace.push({ ms: Math.round(now - this.started), read: inputRead, codec: codecName(word) });
     }
   }
 
@@ -109,8 +124,11 @@ export class SenderCodecs {
     return this.settledWord ?? this.initial();
   }
 
-  describe(): { codec: string; policy: "auto" | "pinned"; codecChanges: number } {
-    return { codec: codecName(this.current()), policy: this.policy ? "auto" : "pinned", codecChanges: this.policy?.changes ?? 0 };
+  describe(): { codec: string; policy: "auto" | "pinned"; codecChanges: number; codecTrace: CodecChange[] } {
+    return {
+      codec: codecName(this.current()), policy: this.policy ? "auto" : "pinned", codecChanges: this.policy?.changes ?? 0,
+      codecTrace: this.trace,
+    };
   }
 }
 

@@ -202,7 +202,7 @@ class SenderLoop {
       if (this.codecs?.settled) {
         this.codecs.tick(now, this.pool!, {
           starvedMs: this.linksWaitedMs, backlogMs: this.linksBusyMs, producedBytes: this.appended, drainedBytes: core.nextNew,
-        });
+        }, this.bytesRead);
       }
     }
   }
