@@ -16,7 +16,9 @@
 // Runs are interleaved (run 1 of every tool of a topology, then run 2, ...) so that the noise of a
 // small shared machine falls on all tools alike; ratios are always taken within one invocation.
 
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync, closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync,
+} from "node:fs";
 import { cpus, loadavg, release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { addAddress, createTopology, makeCompressibleFile, makeRandomFile, sha256File, type Topology } from "../test/support/netns";
@@ -357,19 +359,25 @@ async function runOnce(topo: Topology, sc: Scenario, inputs: Inputs, o: Opts, sc
 
 /** Text and random data taking turns every CHANGE_SEGMENT bytes, text first. */
 async function makeChangingFile(path: string, bytes: number, tmp: string): Promise<void> {
-  const text = `${tmp}.text`;
-  const random = `${tmp}.random`;
-  await makeCompressibleFile(text, bytes);
-  await makeRandomFile(random, bytes);
-  const t = Bun.file(text);
-  const r = Bun.file(random);
-  const parts: Blob[] = [];
-  for (let from = 0, k = 0; from < bytes; from += CHANGE_SEGMENT, k++) {
-    parts.push((k % 2 === 0 ? t : r).slice(from, Math.min(bytes, from + CHANGE_SEGMENT)));
+  const sources = [`${tmp}.text`, `${tmp}.random`];
+  await makeCompressibleFile(sources[0]!, bytes);
+  await makeRandomFile(sources[1]!, bytes);
+  const fds = sources.map((p) => openSync(p, "r"));
+  const out = openSync(path, "w");
+  const buf = new Uint8Array(4 << 20);
+  try {
+    for (let pos = 0; pos < bytes; ) {
+      const fd = fds[Math.floor(pos / CHANGE_SEGMENT) % 2]!;
+      const want = Math.min(buf.length, bytes - pos, CHANGE_SEGMENT - (pos % CHANGE_SEGMENT));
+      const n = readSync(fd, buf, 0, want, pos);
+      if (n <= 0) throw new Error(`bench: short read making the changing input at ${pos}`);
+      writeSync(out, buf, 0, n);
+      pos += n;
+    }
+  } finally {
+    for (const fd of [...fds, out]) closeSync(fd);
+    for (const p of sources) rmSync(p, { force: true });
   }
-  await Bun.write(path, new Blob(parts));
-  rmSync(text, { force: true });
-  rmSync(random, { force: true });
 }
 
 function sh(cmd: string[]): string {
@@ -470,6 +478,8 @@ async function main() {
     if (d === "random") await makeRandomFile(p, bytes);
     else if (d === "compressible") await makeCompressibleFile(p, bytes);
     else await makeChangingFile(p, bytes, join(scratch, "segment"));
+    // A short input would pass the sha check and make nonsense of the rates.
+    if (statSync(p).size !== bytes) throw new Error(`bench: ${d} input is ${statSync(p).size} bytes, not ${bytes}`);
     inputs.path[d] = p;
     inputs.sha[d] = await sha256File(p);
     console.error(`bench: ${d} input ${o.sizeMiB} MiB made in ${((performance.now() - t) / 1000).toFixed(1)} s`);

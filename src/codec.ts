@@ -4,14 +4,16 @@ import type { Lz4 } from "../ffi/lz4";
 import { ZSTD_MAX_LEVEL, type Zstd } from "../ffi/zstd";
 import { KIND_LZ4, KIND_ZSTD } from "./record";
 
-/** 0 = lz4; 1..ZSTD_MAX_LEVEL = zstd at that level. */
+/** 0 = lz4; 1..ZSTD_MAX_LEVEL = zstd at that level; -1 = none (the policy's bottom rung: chunks
+ * go straight into the send ring, as with -0; never a word the Workers see). */
 export type CodecWord = number;
 export const CODEC_LZ4: CodecWord = 0;
+export const CODEC_NONE: CodecWord = -1;
 /** Size of arrays indexed by codec word. */
 export const CODEC_WORDS = ZSTD_MAX_LEVEL + 1;
 
 export function codecName(word: CodecWord): string {
-  return word === CODEC_LZ4 ? "lz4" : `zstd-${word}`;
+  return word === CODEC_NONE ? "none" : word === CODEC_LZ4 ? "lz4" : `zstd-${word}`;
 }
 
 export function recordKind(word: CodecWord): number {

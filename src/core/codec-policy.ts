@@ -13,7 +13,7 @@
 // ring fills, the compressors run flat out, yet the links need only a part of that. A level the policy
 // had to leave because the compressors starved the links is not tried again for a hold time that
 // doubles with each such failure, so a level that does not fit is not retried every window.
-import { CODEC_LZ4, type CodecWord } from "../codec";
+import { CODEC_LZ4, CODEC_NONE, type CodecWord } from "../codec";
 
 export interface Rung {
   word: CodecWord;
@@ -25,7 +25,10 @@ export interface Rung {
 // zstd-3 313, zstd-6 142; ratios 0.678, 0.594, 0.579, 0.568. Above 6 the ratio gains under 1 %
 // per doubling of CPU (zstd-9: 95 MB/s, 0.563), so the ladder stops there; its contexts stay
 // small too (4.4 MiB per Worker at level 6 with 256 KiB chunks, 2.1 MiB with 64 KiB).
+// Below lz4, none: on a link faster than the compressors (an unshaped 10 GbE, a veth) sending
+// the chunks as they are beats any codec; it costs the CRC only (~5 GB/s).
 export const AUTO_LADDER: readonly Rung[] = [
+  { word: CODEC_NONE, cost: 0.2 },
   { word: CODEC_LZ4, cost: 1 },
   { word: 1, cost: 1.75 },
   { word: 3, cost: 3.25 },
@@ -60,6 +63,10 @@ export const HOLD_MIN_MS = 1000;
 export const HOLD_MAX_MS = 16_000;
 /** A level kept this long without starving the links counts as fitting: its hold is reset. */
 const FIT_MS = 5000;
+/** How long what was measured at a level is believed. */
+const RATE_MS = 10_000;
+/** A level known to move less than this much more input than the one in use is not gone to. */
+const RATE_GAIN = 1.1;
 
 /** Running totals the shell keeps (milliseconds since its start; only differences are used). */
 export interface PolicyTotals {
@@ -70,6 +77,8 @@ export interface PolicyTotals {
   /** Wire bytes put into the send ring, and taken from it by the links. */
   producedBytes: number;
   drainedBytes: number;
+  /** Input bytes read (what the user's stream gains); optional for callers that do not know. */
+  inputBytes?: number;
 }
 
 export interface PolicyWindow {
@@ -88,6 +97,13 @@ export class CodecPolicy {
   private readonly holdUntil: number[];
   private readonly holdMs: number[];
   private readonly warmUntil: number;
+  /** Per rung, the input bytes per ms it moved when it last starved the links (what its
+   * compressors can do), and when. */
+  private readonly capRate: number[];
+  private readonly capAt: number[];
+  /** Per rung, the wire bytes per ms the links took when they were last its bottleneck, and when. */
+  private readonly linkWire: number[];
+  private readonly linkAt: number[];
   /** Windows in which the codec changed (for reports and tests). */
   changes = 0;
   lastWindow: PolicyWindow = { starved: 0, backlog: 0, load: 0 };
@@ -105,6 +121,10 @@ export class CodecPolicy {
     this.enteredAt = now;
     this.holdUntil = ladder.map(() => -Infinity);
     this.holdMs = ladder.map(() => HOLD_MIN_MS);
+    this.capRate = ladder.map(() => 0);
+    this.capAt = ladder.map(() => -Infinity);
+    this.linkWire = ladder.map(() => 0);
+    this.linkAt = ladder.map(() => -Infinity);
   }
 
   current(): CodecWord {
@@ -128,17 +148,33 @@ export class CodecPolicy {
       backlog: Math.min(1, (totals.backlogMs - this.last.backlogMs) / span),
       load: Math.min(1, produced > 0 ? busy * Math.max(0, drained / produced) : busy),
     };
+    const inRate = totals.inputBytes === undefined ? -1 : (totals.inputBytes - (this.last.inputBytes ?? 0)) / span;
     this.lastWindow = w;
     this.last = { ...totals };
     this.windowStart = now;
     if (now <= this.warmUntil) return this.current();
     const at = this.rung;
+    const wireRate = drained / span;
+    const known = inRate >= 0;
     if (w.starved > DOWN_STARVED) {
       this.upVotes = 0;
-      if (at > 0) this.step(now, at - 1, true);
+      if (known) [this.capRate[at], this.capAt[at]] = [inRate, now];
+      // Starved links do not mean the level below moves more input: on links that take more
+      // than lz4 makes but less than the raw stream, a starved lz4 still beats none. The level
+      // below would move what the links take (known from when they last held it back, if they
+      // are no faster now) over its ratio (1 for none, else about this level's, on this data).
+      const below = at - 1;
+      const ratio = this.ladder[below]?.word === CODEC_NONE ? 1 : inRate > 0 ? wireRate / inRate : 1;
+      const lowerMovesLess = known && below >= 0 && now - this.linkAt[below]! < RATE_MS &&
+        wireRate <= this.linkWire[below]! * RATE_GAIN && this.linkWire[below]! / ratio < inRate * RATE_GAIN;
+      if (below >= 0 && !lowerMovesLess) this.step(now, below, true);
     } else if (w.backlog >= UP_BACKLOG && w.starved < UP_STARVED_MAX) {
+      if (known) [this.linkWire[at], this.linkAt[at]] = [wireRate, now];
       const next = at + 1;
-      const fits = next < this.ladder.length && w.load * (this.ladder[next]!.cost / this.ladder[at]!.cost) <= UP_MAX_LOAD;
+      // Known, from when it last starved the links, to move less input than this level does
+      // now (a fast link at none, where idle compressors make their load say nothing): stay.
+      const nextMovesLess = known && next < this.ladder.length && now - this.capAt[next]! < RATE_MS && this.capRate[next]! < inRate * RATE_GAIN;
+      const fits = next < this.ladder.length && !nextMovesLess && w.load * (this.ladder[next]!.cost / this.ladder[at]!.cost) <= UP_MAX_LOAD;
       this.upVotes = fits && now >= this.holdUntil[next]! ? this.upVotes + 1 : 0;
       if (this.upVotes >= UP_WINDOWS) this.step(now, next, false);
     } else {

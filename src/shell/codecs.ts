@@ -3,7 +3,7 @@
 // that moves the pool's codec with the bottleneck.
 import { loadLz4, type Lz4 } from "../../ffi/lz4";
 import { loadZstd, type Zstd } from "../../ffi/zstd";
-import { CODEC_LZ4, codecName, Encoder, type CodecWord } from "../codec";
+import { CODEC_LZ4, CODEC_NONE, codecName, Encoder, type CodecWord } from "../codec";
 import { AUTO_LADDER, CodecPolicy, type PolicyTotals, type Rung } from "../core/codec-policy";
 import type { CompressPool } from "../compress-pool";
 import type { Options } from "../cli";
@@ -85,7 +85,7 @@ export class SenderCodecs {
     if (c === "auto") {
       const top = this.opts.lowMemory ? LOW_MEMORY_TOP : Infinity;
       const ladder: Rung[] = AUTO_LADDER.filter((r) =>
-        r.word === CODEC_LZ4 ? decodesLz4 : this.zstd !== null && decodesZstd && r.word <= top);
+        r.word === CODEC_NONE || (r.word === CODEC_LZ4 ? decodesLz4 : this.zstd !== null && decodesZstd && r.word <= top));
       this.policy = new CodecPolicy(ladder, pool.workerCount(), now);
       word = this.policy.current();
     }
@@ -110,13 +110,19 @@ export class SenderCodecs {
   tick(now: number, pool: CompressPool, m: Omit<PolicyTotals, "busyMs">, inputRead: number): void {
     const p = this.policy;
     if (!p || !p.due(now)) return;
-    const totals: PolicyTotals = { ...m, busyMs: pool.busyMs() };
+    const totals: PolicyTotals = { ...m, busyMs: pool.busyMs(), inputBytes: inputRead };
     const word = p.update(now, totals);
     if (word !== this.settledWord) {
       this.settledWord = word;
-      pool.setCodec(word);
+      // none is the shell's to carry out (it stops handing chunks to the pool): the Workers keep the last codec.
+      if (word !== CODEC_NONE) pool.setCodec(word);
       if (this.trace.length < TRACE_MAX) this.trace.push({ ms: Math.round(now - this.started), read: inputRead, codec: codecName(word) });
     }
+  }
+
+  /** The policy says: send chunks as they are, straight into the ring (no pool, no probes). */
+  sendsRaw(): boolean {
+    return this.settledWord === CODEC_NONE;
   }
 
   /** The codec in use now. */

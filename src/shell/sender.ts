@@ -365,7 +365,7 @@ class SenderLoop {
   private nextRoute(): Route {
     const pool = this.pool;
     if (!pool) return Route.Ring;
-    if (!pool.incompressible()) return Route.Pool;
+    if (!pool.incompressible() && !this.codecs?.sendsRaw()) return Route.Pool;
     // Stream order: the pooled chunks before this one must be in the ring first.
     return pool.idle() && this.heldRecord < 0 ? Route.Ring : Route.Wait;
   }
@@ -471,8 +471,9 @@ class SenderLoop {
   private probe(bodyPos: number, len: number, contiguous: boolean): number {
     const pool = this.pool!;
     const word = this.codecs!.probeCodec();
-    // The codec wants the chunk in one piece: one that wraps at the ring's end is left out.
-    if (this.directChunks++ % PROBE_EVERY !== PROBE_EVERY - 1 || !contiguous || len < 2) {
+    // The codec wants the chunk in one piece: one that wraps at the ring's end is left out. While
+    // the policy sends everything as it is, the links outrun any codec: nothing to find out.
+    if (this.directChunks++ % PROBE_EVERY !== PROBE_EVERY - 1 || !contiguous || len < 2 || this.codecs!.sendsRaw()) {
       pool.noteDirect(len, false, 0, word);
       return 0;
     }
