@@ -195,12 +195,15 @@ describe("codec policy against a simulated bottleneck", () => {
     expect(p.update(t + WINDOW_MS, totals)).toBe(CODEC_LZ4);
   });
 
-  test("a ladder of one codec never changes; the start is zstd-1 or, without it, the cheapest", () => {
+  test("a ladder of one codec never changes; the start is zstd-1, else lz4, else the cheapest", () => {
     const trace = simulate([{ ms: 3000, linkRate: 40, data: USR }], [{ word: CODEC_LZ4, cost: 1 }]);
     expect(changes(trace)).toBe(0);
     expect(START_WORD).toBe(1);
     expect(new CodecPolicy(AUTO_LADDER, 4, 0).current()).toBe(1);
     expect(new CodecPolicy([{ word: CODEC_LZ4, cost: 1 }, { word: 3, cost: 3 }], 4, 0).current()).toBe(CODEC_LZ4);
+    // A receiver without libzstd: none and lz4 are left, and lz4 is where it starts.
+    expect(new CodecPolicy([{ word: CODEC_NONE, cost: 0.2 }, { word: CODEC_LZ4, cost: 1 }], 4, 0).current()).toBe(CODEC_LZ4);
+    expect(new CodecPolicy([{ word: CODEC_NONE, cost: 0.2 }, { word: 3, cost: 3 }], 4, 0).current()).toBe(CODEC_NONE);
     expect(() => new CodecPolicy([], 4, 0)).toThrow("empty ladder");
   });
 });

@@ -160,8 +160,8 @@ describe("path MTU", () => {
     expect(r.payloadSizes[0]).toEqual([1470, 8970]);
     expect(r.events.map((e) => [e.change.from, e.change.to])).toEqual([[9000, 1500], [1500, 9000]]);
   });
-  test("no DATA size gets through: the sender fails within the timeout, naming the cause", () => {
-    const r = simulate({ seed: 44, links: [link({ pathMtu: [[50, 100]] })], streamBytes: 8 * MiB, ringSize: 4 * MiB, timing: { peerTimeoutMs: 2000 } });
+  test("no DATA size gets through (a path of 400 bytes: acknowledgements pass, DATA of any size does not): the sender fails within the timeout, naming the cause", () => {
+    const r = simulate({ seed: 44, links: [link({ pathMtu: [[50, 400]] })], streamBytes: 8 * MiB, ringSize: 4 * MiB, timing: { peerTimeoutMs: 2000 } });
     expect(r.senderFailure).toMatch(/^no progress for 2 s: .* drops DATA frames$/);
     expect(r.senderEndMs).toBeGreaterThan(2000);
     expect(r.senderEndMs).toBeLessThan(2000 + 1000);

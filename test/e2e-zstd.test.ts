@@ -162,7 +162,9 @@ describe("auto", () => {
   test("a sender without libzstd: lz4 only, exact", async () => {
     const { r, stats } = await send(mixed, [], { senderEnv: NO_ZSTD });
     expectExact(r);
-    expect(Object.keys(senderStats(stats).codecs!)).toEqual(["lz4"]);
+    // On this unshaped link auto may also send chunks as they are (none), which no codec counts.
+    expect(Object.keys(senderStats(stats).codecs!).filter((k) => k !== "lz4")).toEqual([]);
+    expect(received(r).zstd).toBe(0);
   });
 });
 

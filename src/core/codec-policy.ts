@@ -115,7 +115,9 @@ export class CodecPolicy {
     private readonly windowMs = WINDOW_MS,
   ) {
     if (ladder.length === 0) throw new Error("CodecPolicy: empty ladder");
-    this.rung = Math.max(0, ladder.findIndex((r) => r.word === START_WORD));
+    // zstd-1, else lz4 (a receiver without libzstd), else the cheapest codec there is.
+    const start = ladder.findIndex((r) => r.word === START_WORD);
+    this.rung = start >= 0 ? start : Math.max(0, ladder.findIndex((r) => r.word === CODEC_LZ4));
     this.windowStart = now;
     this.warmUntil = now + WARMUP_MS;
     this.enteredAt = now;

@@ -721,6 +721,8 @@ export class SenderCore {
       return false;
     }
     if (now - this.progressAt < this.cfg.timing.peerTimeoutMs) return false;
+    // A receiver not heard lately is the peer timeout's to name, not this one's.
+    if (!this.links.some((l) => now - l.lastHeard <= this.cfg.timing.linkDownMs)) return false;
     const used = this.links.filter((l) => l.state === LinkState.Up);
     const names = used.map((l) => deviceName(l.index)).join(", ");
     const sizes = used.map((l) => (l.frameMax > 0 ? `${l.path.proven}` : "none")).join(", ");
