@@ -1,11 +1,14 @@
 // The receiving end of the protocol, with no I/O and no clock of its own: the shell feeds it
 // time and the frames that passed the codec's checks; it decides which data to keep, when
-// to acknowledge on which link, and when the run is over.
+// to acknowledge on which link, and when the run is over. Its verbs: on*() for what arrived,
+// tick() and nextTimeout() for time, pollAck()/pollDone() for what to send, each followed by
+// onAckSent()/onDoneSent() once the shell queued the frame.
 
 import { RangeSet } from "./range-set";
-import { expandPn, secondsText, type Timing } from "./timing";
-import { MAX_ACK_RANGES, TWO32 } from "../wire";
+import { expandPn, type Timing } from "./timing";
+import { MAX_ACK_RANGES, TWO32, type AckContent } from "../wire";
 import { EXIT_NO_PEER, EXIT_TRANSFER } from "../errors";
+import type { Failure } from "./failure";
 
 export const enum RxPhase {
   Listen = 0,
@@ -36,7 +39,41 @@ export interface ReceiverConfig {
   now: number;
 }
 
-export class ReceiverLink {
+/** An ACK due on a device (pollAck): where it goes, its packet number and what it says. Reused. */
+export class AckToSend implements AckContent {
+  senderLink = 0;
+  pn = 0;
+  cum = 0;
+  limit = 0;
+  delayUs = 0;
+  rangeCount = 0;
+  /** The packet numbers noted on the device, read highest range first. */
+  pns: RangeSet | null = null;
+  readonly rangeAt = (i: number, high: boolean): number => {
+    const r = this.pns!;
+    const k = r.count - 1 - i;
+    return high ? (r.end(k) - 1) % TWO32 : r.start(k) % TWO32;
+  };
+}
+
+/** A DONE due on a device (pollDone). Reused. */
+export interface DoneToSend {
+  senderLink: number;
+  total: number;
+  crc: number;
+}
+
+/** What the shell reports of a device, read-only. */
+export interface ReceiverLinkStats {
+  /** Whether a sender greeted on it (its link index is pinned). */
+  greeted: boolean;
+  framesReceived: number;
+  bytesReceived: number;
+  duplicates: number;
+  acksSent: number;
+}
+
+class ReceiverLink {
   /** Sender's index for this link, -1 until its HELLO arrives. */
   senderLink = -1;
   peerMac = new Uint8Array(6);
@@ -62,10 +99,10 @@ export class ReceiverLink {
 }
 
 export class ReceiverCore {
-  readonly links: ReceiverLink[] = [];
+  private readonly links: ReceiverLink[] = [];
   phase = RxPhase.Listen;
   session = 0;
-  failure: string | null = null;
+  failure: Failure | null = null;
   exitCode = 0;
   compressed = false;
 
@@ -78,8 +115,8 @@ export class ReceiverCore {
   storeFrom = 0;
   private readonly above = new RangeSet(STREAM_RANGES);
   private finishedAt = 0;
-  doneTotal = 0;
-  doneCrc = 0;
+  private readonly ackTx = new AckToSend();
+  private readonly doneTx: DoneToSend = { senderLink: 0, total: 0, crc: 0 };
   private lastHeardAny = -Infinity;
   /** A DATA or PING of this session arrived: from then on silence is a failure, not a mix-up. */
   private dataSeen = false;
@@ -165,7 +202,11 @@ export class ReceiverCore {
   }
 
   /** Any authentic frame on a device. */
-  heard(l: ReceiverLink, now: number): void {
+  onHeard(device: number, now: number): void {
+    this.heard(this.links[device], now);
+  }
+
+  private heard(l: ReceiverLink, now: number): void {
     l.lastHeard = now;
     if (now > this.lastHeardAny) this.lastHeardAny = now;
   }
@@ -222,8 +263,8 @@ export class ReceiverCore {
     if (this.phase !== RxPhase.Transfer) return;
     this.phase = RxPhase.Finishing;
     this.finishedAt = now;
-    this.doneTotal = total;
-    this.doneCrc = crc;
+    this.doneTx.total = total;
+    this.doneTx.crc = crc;
   }
 
   onDoneAck(): void {
@@ -237,24 +278,25 @@ export class ReceiverCore {
       this.phase = RxPhase.Done;
       return;
     }
-    this.fail(`sender aborted: ${reason}`, EXIT_TRANSFER);
+    this.fail({ kind: "aborted", reason }, EXIT_TRANSFER);
   }
 
-  fail(reason: string, exitCode: number): void {
+  /** The run fails: with a Failure the core found, or the shell's own message. */
+  fail(failure: Failure | string, exitCode: number): void {
     if (this.phase === RxPhase.Failed || this.phase === RxPhase.Done) return;
     this.phase = RxPhase.Failed;
-    this.failure = reason;
+    this.failure = typeof failure === "string" ? { kind: "message", text: failure } : failure;
     this.exitCode = exitCode;
   }
 
   // ---- time ----------------------------------------------------------------------------
 
-  tick(now: number, deviceName: (device: number) => string): void {
+  tick(now: number): void {
     if (this.phase === RxPhase.Listen) {
       const waitMs = this.cfg.timing.waitMs;
       if (waitMs > 0 && now - this.cfg.now > waitMs) {
-        const names = this.links.map((l) => deviceName(l.device)).join(", ");
-        this.fail(`no sender appeared on ${names} within ${secondsText(waitMs)}`, EXIT_NO_PEER);
+        const links = this.links.map((l) => l.device);
+        this.fail({ kind: "no-peer", links, waitedMs: waitMs, busyLinks: [] }, EXIT_NO_PEER);
       }
       return;
     }
@@ -270,27 +312,35 @@ export class ReceiverCore {
         this.relisten();
         return;
       }
-      const names = this.links.filter((l) => l.senderLink >= 0).map((l) => deviceName(l.device));
-      this.fail(
-        `sender lost: nothing heard on ${names.join(", ")} for ${secondsText(this.cfg.timing.peerTimeoutMs)}`,
-        EXIT_TRANSFER,
-      );
+      const links = this.links.filter((l) => l.senderLink >= 0).map((l) => l.device);
+      this.fail({ kind: "peer-lost", links, ms: this.cfg.timing.peerTimeoutMs }, EXIT_TRANSFER);
     }
   }
 
+  /**
+   * Absolute time of the next timer: the -w wait while listening, the linger and the DONE
+   * repeats while finishing, the peer timeout, delayed ACKs and keepalives. Before it, tick()
+   * changes nothing and pollAck()/pollDone() answer as they do now, unless a frame arrives.
+   */
   nextTimeout(now: number): number {
-    let t = now + this.cfg.timing.keepaliveMs;
+    const timing = this.cfg.timing;
+    if (this.phase === RxPhase.Done || this.phase === RxPhase.Failed) return Infinity;
+    if (this.phase === RxPhase.Listen) return timing.waitMs > 0 ? Math.max(now, this.cfg.now + timing.waitMs + 1) : Infinity;
+    let t = Infinity;
+    if (this.phase === RxPhase.Finishing) t = this.finishedAt + timing.lingerMs + 1;
+    else t = this.lastHeardAny + timing.peerTimeoutMs + 1;
     for (const l of this.links) {
       if (l.senderLink < 0) continue;
-      if (l.pending > 0) t = Math.min(t, l.firstPendingTime + this.cfg.timing.maxAckDelayMs);
-      t = Math.min(t, l.lastSent + this.cfg.timing.keepaliveMs);
+      if (l.pending > 0) t = Math.min(t, l.firstPendingTime + timing.maxAckDelayMs);
+      t = Math.min(t, l.lastSent + timing.keepaliveMs);
+      if (this.phase === RxPhase.Finishing) t = Math.min(t, l.lastDone + timing.keepaliveMs / 2);
     }
     return Math.max(t, now);
   }
 
   // ---- outputs -------------------------------------------------------------------------
 
-  /** Should an ACK go out on this device now? */
+  /** Should an ACK go out on this device now? (A question only: it changes nothing.) */
   ackDue(device: number, now: number): boolean {
     const l = this.links[device];
     if (l.senderLink < 0 || (this.phase !== RxPhase.Transfer && this.phase !== RxPhase.Finishing)) return false;
@@ -301,33 +351,65 @@ export class ReceiverCore {
     return this.limit() - this.advertised >= this.cfg.ringSize / 4;
   }
 
-  /** DONE due on this device (every keepalive period while finishing)? */
-  doneDue(device: number, now: number): boolean {
-    const l = this.links[device];
-    if (this.phase !== RxPhase.Finishing || l.senderLink < 0) return false;
-    if (now - l.lastDone < this.cfg.timing.keepaliveMs / 2) return false;
-    l.lastDone = now;
-    l.lastSent = now;
-    return true;
+  /** The ACK due on this device now, or null; nothing changes until onAckSent. */
+  pollAck(device: number, now: number): AckToSend | null {
+    return this.ackDue(device, now) ? this.ackContent(device, now) : null;
   }
 
-  /**
-   * Fills in an ACK for this device: the shell passes a writer for (high, low) pairs.
-   * Returns the number of ranges written. Marks the acknowledgement as sent.
-   */
-  buildAck(device: number, now: number, writeRange: (i: number, high: number, low: number) => void): number {
+  /** What an ACK on this device would say now, due or not. Changes nothing. */
+  ackContent(device: number, now: number): AckToSend {
     const l = this.links[device];
-    const ranges = l.pns;
-    let n = 0;
-    for (let i = ranges.count - 1; i >= 0 && n < MAX_ACK_RANGES; i--) {
-      writeRange(n++, (ranges.end(i) - 1) % TWO32, ranges.start(i) % TWO32);
-    }
+    const a = this.ackTx;
+    a.senderLink = l.senderLink;
+    a.pn = l.pnNext;
+    a.cum = this.cum;
+    a.limit = this.limit();
+    a.delayUs = this.ackDelayUs(device, now);
+    a.pns = l.pns;
+    a.rangeCount = Math.min(l.pns.count, MAX_ACK_RANGES);
+    return a;
+  }
+
+  /** The ACK pollAck gave for this device went out: it used its packet number and said its limit. */
+  onAckSent(device: number, now: number): void {
+    const l = this.links[device];
+    l.pnNext++;
     l.pending = 0;
     l.ackNow = false;
     l.lastSent = now;
     l.acksSent++;
     this.advertised = this.limit();
-    return n;
+  }
+
+  /** The DONE due on this device now (every half keepalive period while finishing), or null. */
+  pollDone(device: number, now: number): DoneToSend | null {
+    const l = this.links[device];
+    if (this.phase !== RxPhase.Finishing || l.senderLink < 0) return null;
+    if (now - l.lastDone < this.cfg.timing.keepaliveMs / 2) return null;
+    this.doneTx.senderLink = l.senderLink;
+    return this.doneTx;
+  }
+
+  onDoneSent(device: number, now: number): void {
+    const l = this.links[device];
+    l.lastDone = now;
+    l.lastSent = now;
+  }
+
+  /** The sender's link index pinned to this device, -1 if none greeted on it. */
+  senderLinkOf(device: number): number {
+    return this.links[device].senderLink;
+  }
+
+  linkStats(device: number): ReceiverLinkStats {
+    const l = this.links[device];
+    return {
+      greeted: l.senderLink >= 0,
+      framesReceived: l.framesReceived,
+      bytesReceived: l.bytesReceived,
+      duplicates: l.duplicates,
+      acksSent: l.acksSent,
+    };
   }
 
   ackDelayUs(device: number, now: number): number {

@@ -2,12 +2,11 @@
 // send ring -> DATA frames on the links, as the protocol core decides. One thread runs the
 // loop; it sleeps in poll() on the sockets, stdin and the pool's eventfd.
 
-import { FrameType, FrameCrc, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK_RANGES, OFF_ACK_RANGES_N,
-  OFF_DONE_CRC, OFF_DONE_TOTAL, OFF_HELLO_INSTANCE, OFF_HELLO_MTU, OFF_HELLO_WINDOW, OFF_LINK,
-  OFF_SESSION, OFF_TYPE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_HELLO_FEATURES, ETH_HEADER, readU64 } from "../wire";
-import { SenderCore, Phase, LinkState } from "../core/sender";
+import { FrameType, FrameCrc, ETH_HEADER, MIN_MTU, AbortFields, AckFields, DoneFields, FrameHeader, HelloFields,
+  parseAbort, parseAck, parseDone, parseHeader, parseHelloAck } from "../wire";
+import { SenderCore, Phase, LinkState, type SenderLinkStats } from "../core/sender";
 import { defaultTiming } from "../core/timing";
-import { abortOnAllLinks, openLinks, MIN_MTU, type Link } from "./links";
+import { abortOnAllLinks, openLinks, type Link } from "./links";
 import { Poller, POLLIN, POLLOUT, POLLHUP, POLLERR, addressOf, createEventFd, drainEventFd, readFd, setPipeSize, describeErrno } from "../../ffi/libc";
 import { CompressPool, PROBE_EVERY, shrankEnough } from "../compress-pool";
 import { SenderCodecs } from "./codecs";
@@ -18,7 +17,8 @@ import type { Options } from "../cli";
 import { memoryPlan } from "./memory";
 import { fstatSync } from "node:fs";
 import { Reporter } from "./report";
-import { Interrupts } from "./interrupts";
+import { Interrupts, sleepMs } from "./interrupts";
+import { failureText } from "./failure-text";
 import { SendQueueSizer } from "./send-queue";
 
 /** A partial chunk goes out after this much quiet on stdin. */
@@ -49,9 +49,9 @@ const enum Route {
 
 /** Why a link carried no DATA, in the user's terms; undefined when nothing was wrong with it
  * (a stream so short that the other links carried all of it). */
-function unusedReason(c: SenderCore["links"][number]): string | undefined {
+function unusedReason(c: SenderLinkStats): string | undefined {
   if (c.state === LinkState.Probing) return "no receiver answered on it (does the receiver list the device it is cabled to?)";
-  if (c.path.ceiling > 0 && c.path.proven === 0) return `no frame of ${MIN_MTU} bytes or more got through to the receiver`;
+  if (c.ceilingMtu > 0 && c.provenMtu === 0) return `no frame of ${MIN_MTU} bytes or more got through to the receiver`;
   if (c.state === LinkState.Down) return "it went down";
   return undefined;
 }
@@ -157,7 +157,6 @@ class SenderLoop {
 
   async run(): Promise<number> {
     const core = this.core;
-    const name = (i: number) => this.links[i].name;
     for (;;) {
       let now = performance.now();
       const turnStart = now; // for linksBusyMs
@@ -172,7 +171,7 @@ class SenderLoop {
           throw e;
         }
       }
-      core.tick(now, name);
+      core.tick(now);
       this.transmit(now);
       for (const q of this.queues) q.update(now);
 
@@ -181,7 +180,10 @@ class SenderLoop {
         this.reporter.finish(this.statistics(now), true);
         return 0;
       }
-      if (core.phase === Phase.Failed) return this.abort(core.failure ?? "failed", core.exitCode);
+      if (core.phase === Phase.Failed) {
+        const failure = core.failure ? failureText(core.failure, "send", (i) => this.links[i]!.name) : "failed";
+        return this.abort(failure, core.exitCode);
+      }
 
       if (this.interrupts.due(now)) {
         const sig = await this.interrupts.breathe();
@@ -192,16 +194,16 @@ class SenderLoop {
       // Links with room and the peer's window open, but nothing to send while the compressors
       // still work on chunks already read: that time is the compressors' to answer for.
       const starved = this.pool !== null && core.phase === Phase.Transfer && this.heldRecord < 0 &&
-        this.submitted > this.taken && core.nextNew >= core.appended && core.appended < core.peerLimit;
+        this.submitted > this.taken && core.sentUpTo >= core.appendedUpTo && core.appendedUpTo < core.limit;
       // Data in the ring the links have not taken yet: the whole turn is the links' (or the
       // receiver's) to answer for, reading stdin into a filling ring included.
-      const backlog = this.pool !== null && core.phase === Phase.Transfer && !starved && core.nextNew < core.appended;
+      const backlog = this.pool !== null && core.phase === Phase.Transfer && !starved && core.sentUpTo < core.appendedUpTo;
       this.sleep(now);
       if (starved) this.linksWaitedMs += performance.now() - now;
       if (backlog) this.linksBusyMs += performance.now() - turnStart;
       if (this.codecs?.settled) {
         this.codecs.tick(now, this.pool!, {
-          starvedMs: this.linksWaitedMs, backlogMs: this.linksBusyMs, producedBytes: this.appended, drainedBytes: core.nextNew,
+          starvedMs: this.linksWaitedMs, backlogMs: this.linksBusyMs, producedBytes: this.appended, drainedBytes: core.sentUpTo,
         });
       }
     }
@@ -229,26 +231,41 @@ class SenderLoop {
     for (const l of this.links) l.receive(64, (base, len) => this.onFrame(l, base, len, now));
   }
 
+  // Typed views of received frames, reused for every frame.
+  private readonly rxHeader = new FrameHeader();
+  private readonly rxHello = new HelloFields();
+  private readonly rxAck = new AckFields();
+  private readonly rxDone = new DoneFields();
+  private readonly rxAbort = new AbortFields();
+
   private onFrame(l: Link, base: number, len: number, now: number): void {
     const sock = l.socket;
     const v = sock.rxView;
-    const type = v.getUint8(base + OFF_TYPE);
+    const h = this.rxHeader;
+    if (!parseHeader(v, base, len, h)) {
+      l.badFrames++;
+      return;
+    }
+    const type = h.type;
     // HELLO_ACK carries the session; every other frame the pair's (see pairSession).
     const session = type === FrameType.HelloAck || type === FrameType.Busy ? this.session : this.pairSession();
-    if (v.getUint32(base + OFF_SESSION) !== session || v.getUint8(base + OFF_LINK) !== l.index) {
+    if (h.session !== session || h.link !== l.index) {
       l.foreignFrames++;
       return;
     }
     const core = this.core;
     if (type === FrameType.HelloAck) {
-      const accepted = core.onHelloAck(
-        l.index, now, v.getUint16(base + OFF_HELLO_MTU), v.getUint32(base + OFF_HELLO_INSTANCE), v.getUint32(base + OFF_HELLO_WINDOW),
-      );
+      const hello = this.rxHello;
+      if (!parseHelloAck(v, base, len, hello)) {
+        l.badFrames++;
+        return;
+      }
+      const accepted = core.onHelloAck(l.index, now, hello.mtu, hello.instance, hello.window);
       if (!accepted) {
         // Another receiver answered our broadcast: tell it to go back to listening.
-        const other = sock.rx.subarray(base + 6, base + 12);
+        const other = sock.rx.subarray(h.srcOffset, h.srcOffset + 6);
         // Addressed to that receiver's instance: another one behind the same MAC must not hear it.
-        const rejected = (this.session ^ v.getUint32(base + OFF_HELLO_INSTANCE)) >>> 0;
+        const rejected = (this.session ^ hello.instance) >>> 0;
         if (!l.sendSimple(FrameType.Reject, rejected, l.index, 0, other)) {
           // All slots hold data for a full socket: make room, the REJECT must not be lost.
           this.flushLink(l);
@@ -259,8 +276,8 @@ class SenderLoop {
         }
         l.foreignFrames++;
       } else {
-        this.receiverCodecs = v.getUint32(base + OFF_HELLO_FEATURES);
-        if (!l.peerKnown) l.setPeer(sock.rx, base + 6);
+        this.receiverCodecs = hello.features;
+        if (!l.peerKnown) l.setPeer(sock.rx, h.srcOffset);
       }
       return;
     }
@@ -270,33 +287,39 @@ class SenderLoop {
     }
     // An ABORT may come on a link before its HELLO_ACK (the receiver answered on another link
     // first): the pair id, random per run and receiver, is what makes it ours.
-    const fromPeer = l.peerKnown ? l.samePeer(sock.rx, base + 6) : type === FrameType.Abort;
+    const fromPeer = l.peerKnown ? l.samePeer(sock.rx, h.srcOffset) : type === FrameType.Abort;
     if (!fromPeer) {
       l.foreignFrames++;
       return;
     }
-    core.onHeard(l.index, now);
+    // A malformed frame is counted and trusted in nothing, not even as a sign of life.
     switch (type) {
       case FrameType.Ack: {
-        const n = Math.min(v.getUint16(base + OFF_ACK_RANGES_N), (len - OFF_ACK_RANGES) >> 3);
-        const rangesBase = base + OFF_ACK_RANGES;
-        core.onAck(
-          l.index, now, readU64(v, base + OFF_ACK_CUM), readU64(v, base + OFF_ACK_LIMIT), v.getUint32(base + OFF_ACK_DELAY) / 1000,
-          Math.max(0, n), (i, high) => v.getUint32(rangesBase + i * 8 + (high ? 0 : 4)),
-        );
-        break;
+        const ack = this.rxAck;
+        if (!parseAck(v, base, len, ack)) break;
+        core.onHeard(l.index, now);
+        core.onAck(l.index, now, ack.cum, ack.limit, ack.delayUs / 1000, ack.rangeCount, ack.rangeAt);
+        return;
       }
-      case FrameType.Done:
-        core.onDone(readU64(v, base + OFF_DONE_TOTAL), v.getUint32(base + OFF_DONE_CRC));
-        break;
+      case FrameType.Done: {
+        const done = this.rxDone;
+        if (!parseDone(v, base, len, done)) break;
+        core.onHeard(l.index, now);
+        core.onDone(done.total, done.crc);
+        return;
+      }
       case FrameType.Abort: {
-        const n = Math.min(v.getUint8(base + OFF_ABORT_TEXT_LEN), len - OFF_ABORT_TEXT);
-        core.onAbort(new TextDecoder().decode(sock.rx.subarray(base + OFF_ABORT_TEXT, base + OFF_ABORT_TEXT + n)));
-        break;
+        const abort = this.rxAbort;
+        if (!parseAbort(v, base, len, abort)) break;
+        core.onHeard(l.index, now);
+        core.onAbort(abort.text);
+        return;
       }
       default:
-        break;
+        core.onHeard(l.index, now);
+        return;
     }
+    l.badFrames++;
   }
 
   // ---- input ---------------------------------------------------------------------------
@@ -308,7 +331,7 @@ class SenderLoop {
    * otherwise go out with new bytes under its old CRC.)
    */
   private reusableBelow(): number {
-    let below = this.core.cumAcked;
+    let below = this.core.ringFreeUpTo();
     for (const l of this.links) if (l.socket.txPending() > 0) below = Math.min(below, l.socket.txLowestTag());
     return below;
   }
@@ -530,18 +553,23 @@ class SenderLoop {
   private transmit(now: number): void {
     const core = this.core;
     const features = this.codecs?.features ?? 0;
+    // DONE_ACK, a round on every link, twice (once per transmit of the last turn): best effort.
+    const doneAck = core.doneAckDue();
+    if (doneAck) core.onDoneAcksSent();
     for (const l of this.links) {
       const i = l.index;
-      if (core.helloDue(i, now)) l.sendHello(this.session, this.links.length, features);
-      if (core.phase === Phase.Done) {
+      if (core.helloDue(i, now) && l.sendHello(this.session, this.links.length, features)) core.onHelloSent(i, now);
+      if (doneAck) {
         if (l.peerKnown) l.sendSimple(FrameType.DoneAck, this.pairSession(), i, 0);
-      } else if (core.pingDue(i, now)) {
-        l.sendSimple(FrameType.Ping, this.pairSession(), i, core.links[i].pnNext - 1);
+      } else {
+        const pn = core.pollPing(i);
+        if (pn >= 0 && l.sendSimple(FrameType.Ping, this.pairSession(), i, pn >>> 0)) core.onPingSent(i, now);
       }
-      while (core.pollProbe(i, now)) {
+      while (core.pollProbe(i)) {
         if (l.socket.txSlot() < 0) this.flushLink(l);
-        // A probe that finds no slot is simply lost, and counted so.
-        l.sendProbe(this.pairSession(), i, core.probeTx.pn >>> 0, core.probeTx.mtu);
+        // No slot even so: the probe stays due, for the next turn.
+        if (!l.sendProbe(this.pairSession(), i, core.probeTx.pn >>> 0, core.probeTx.mtu)) break;
+        core.onProbeSent(i, now);
       }
     }
     this.tellEvents();
@@ -618,7 +646,7 @@ class SenderLoop {
     let deadline = core.nextTimeout(now);
     if (this.filled > 0) deadline = Math.min(deadline, this.lastRead + FLUSH_QUIET_MS);
     if (this.eof && !this.endQueued) deadline = Math.min(deadline, now + 1);
-    const timeout = Math.max(0, Math.min(50, Math.ceil(deadline - now)));
+    const timeout = sleepMs(deadline, now);
     // A link whose socket has room and which the core would give data: do not sleep at all.
     // Links whose socket is full wait for POLLOUT instead of being retried in a spin.
     const busy = this.links.some((l) => l.socket.txPending() === 0 && core.canSend(l.index));
@@ -633,16 +661,16 @@ class SenderLoop {
       elapsedMs: core.elapsed(now),
       inputBytes: this.bytesRead,
       wireBytes: this.appended,
-      ackedWireBytes: core.cumAcked,
+      ackedWireBytes: core.ackedUpTo,
       compression: this.pool
         ? { ...this.pool.stats(), linksWaitedMs: this.linksWaitedMs, linksBusyMs: this.linksBusyMs, ...this.codecs!.describe() }
         : null,
       links: this.links.map((l) => {
-        const c = core.links[l.index];
+        const c = core.linkStats(l.index);
         return {
           device: l.name,
           state: ["probing", "up", "down"][c.state],
-          mtu: c.path.proven || Math.min(l.device.mtu, c.peerMtu || l.device.mtu),
+          mtu: c.provenMtu || Math.min(l.device.mtu, c.peerMtu || l.device.mtu),
           framesSent: c.framesSent,
           bytesSent: c.bytesSent,
           framesRetransmitted: c.framesRetransmitted,
@@ -653,7 +681,7 @@ class SenderLoop {
           foreignFrames: l.foreignFrames,
           kernelDrops: l.countKernelDrops(),
           timesDown: c.timesDown,
-          srttMs: c.hasRtt ? c.srtt : null,
+          srttMs: c.srttMs,
           sendQueueBytes: l.socket.sndBufActual,
           unused: c.bytesSent > 0 ? undefined : unusedReason(c),
         };
