@@ -1,5 +1,6 @@
 // Seeded fuzzing of what a hostile or broken network can feed l2pipe: the frame check
-// (verifyFrame) on random and mutated frames, and the protocol cores through their public
+// (verifyFrame) on random and mutated frames, the typed frame parsers on frames cut short and on
+// random bytes (refused unless long enough, never reading past the length), and the protocol cores through their public
 // methods on random, mutated and replayed input. None may throw; the frame check may pass only
 // intact frames; a ReceiverCore may have bytes stored only inside its window and acknowledge only
 // what it holds; a SenderCore may never believe more acknowledged than it sent.
@@ -11,8 +12,11 @@ import { RangeSet } from "../src/core/range-set";
 import { LinkState, Phase, SenderCore } from "../src/core/sender";
 import { defaultTiming, expandPn } from "../src/core/timing";
 import {
-  COMMON_END, ETH_HEADER, ETHERTYPE, FrameCrc, MAGIC, MAX_ACK_RANGES, MIN_FRAME, OFF_CRC, OFF_LEN, OFF_MAGIC,
-  OFF_VERSION, TWO32, VERSION, readU64, sealFrame, verifyFrame, writeHeader, writeU64,
+  COMMON_END, DATA_HEADER, DONE_LEN, ETH_HEADER, ETHERTYPE, FrameCrc, FrameType, HELLO_LEN, MAGIC, MAX_ACK_RANGES, MAX_MTU,
+  MIN_FRAME, MIN_MTU, OFF_CRC, OFF_LEN, OFF_MAGIC, OFF_VERSION, TWO32, VERSION, AbortFields, AckFields, DataFields,
+  DoneFields, FrameHeader, HelloFields, buildAbort, buildAck, buildDone, buildHello, buildHelloAck, parseAbort, parseAck,
+  parseData, parseDone, parseHeader, parseHeaderOnly, parseHello, parseHelloAck, readU64, sealFrame, verifyFrame,
+  writeHeader, writeU64,
 } from "../src/wire";
 import { Rng } from "./support/impair";
 import { provePaths } from "./support/prove-paths";
@@ -135,6 +139,141 @@ describe("verifyFrame", () => {
       writeU64(view, 0, x);
       expect(readU64(view, 0)).toBe(x);
     }
+  });
+});
+
+// ------------------------------------------------------------------------------- parsers
+
+describe("frame parsers", () => {
+  const MAC = new Uint8Array(6);
+  /** One parser per frame type, each with its own result object, as the shells use them. */
+  const parsers: Record<string, (v: DataView, base: number, len: number) => boolean> = {
+    header: (v, b, l) => parseHeader(v, b, l, new FrameHeader()),
+    hello: (v, b, l) => parseHello(v, b, l, new HelloFields()),
+    helloAck: (v, b, l) => parseHelloAck(v, b, l, new HelloFields()),
+    data: (v, b, l) => parseData(v, b, l, new DataFields()),
+    ack: (v, b, l) => {
+      const a = new AckFields();
+      if (!parseAck(v, b, l, a)) return false;
+      // Reading every range the count promises must stay inside the frame.
+      for (let i = 0; i < a.rangeCount; i++) a.rangeAt(i, true) + a.rangeAt(i, false);
+      return true;
+    },
+    done: (v, b, l) => parseDone(v, b, l, new DoneFields()),
+    abort: (v, b, l) => parseAbort(v, b, l, new AbortFields()),
+    headerOnly: (v, b, l) => parseHeaderOnly(v, b, l, new FrameHeader()),
+  };
+
+  /** A full, valid frame of each type (unsealed: the parsers come after verifyFrame) and the
+   * length below which its parser must refuse it. */
+  function frames(r: Rng): Array<{ name: string; bytes: Uint8Array; min: number }> {
+    const make = (type: FrameType, fill: (v: DataView, base: number) => number) => {
+      const buf = new Uint8Array(2048);
+      const v = new DataView(buf.buffer);
+      const end = fill(v, writeHeader(v, 0, MAC, MAC, type, r.int(0, 0xffffffff) >>> 0, r.int(0, 255), r.int(0, 0xffffffff) >>> 0) - COMMON_END);
+      return buf.slice(0, end);
+    };
+    const n = r.int(0, MAX_ACK_RANGES);
+    const ranges = Array.from({ length: n * 2 }, () => r.int(0, 0xffffffff) >>> 0);
+    const text = "x".repeat(r.int(0, 80));
+    const payload = r.int(0, 100);
+    return [
+      { name: "header", bytes: make(FrameType.Ping, (_v, b) => b + COMMON_END), min: COMMON_END },
+      { name: "headerOnly", bytes: make(FrameType.DoneAck, (_v, b) => b + COMMON_END), min: COMMON_END },
+      { name: "hello", bytes: make(FrameType.Hello, (v, b) => buildHello(v, b, 2, r.int(MIN_MTU, MAX_MTU), 3, "eth0")), min: HELLO_LEN },
+      { name: "helloAck", bytes: make(FrameType.HelloAck, (v, b) => buildHelloAck(v, b, r.int(MIN_MTU, MAX_MTU), 1, 9, 1 << 26, "eth1")), min: HELLO_LEN },
+      { name: "data", bytes: make(FrameType.Data, (v, b) => (writeU64(v, b + COMMON_END, r.int(0, 1 << 30)), b + DATA_HEADER + payload)), min: DATA_HEADER },
+      {
+        name: "ack",
+        bytes: make(FrameType.Ack, (v, b) => buildAck(v, b, { cum: 1, limit: 2, delayUs: 3, rangeCount: n, rangeAt: (i, hi) => ranges[i * 2 + (hi ? 0 : 1)]! })),
+        min: 60 + n * 8,
+      },
+      { name: "done", bytes: make(FrameType.Done, (v, b) => buildDone(v, b, r.int(0, 1 << 30), r.int(0, 0xffffffff))), min: DONE_LEN },
+      { name: "abort", bytes: make(FrameType.Abort, (v, b) => buildAbort(v, b, 1, text)), min: 38 + text.length },
+    ];
+  }
+
+  /** The first len bytes of a frame in a buffer of exactly that size: a read past it throws. */
+  const exact = (bytes: Uint8Array, len: number) => new DataView(bytes.slice(0, len).buffer);
+
+  test("every type cut at every length is refused below its minimum and parsed from it on", () => {
+    const r = new Rng(110);
+    for (let round = 0; round < 40; round++) {
+      for (const f of frames(r)) {
+        for (let len = 0; len <= f.bytes.length; len++) {
+          const ok = parsers[f.name]!(exact(f.bytes, len), 0, len);
+          if (ok !== len >= f.min) throw new Error(where(110, round, `${f.name} of ${f.bytes.length} bytes cut at ${len}: ${ok ? "parsed" : "refused"}`));
+        }
+      }
+    }
+  });
+
+  test("builders and parsers agree", () => {
+    const r = new Rng(111);
+    for (let i = 0; i < 2000; i++) {
+      const buf = new Uint8Array(1024);
+      const v = new DataView(buf.buffer);
+      const mtu = r.int(MIN_MTU, MAX_MTU), features = r.int(0, 3), instance = r.int(0, 0xffffffff) >>> 0, window = r.int(0, 0xffffffff) >>> 0;
+      const h = new HelloFields();
+      expect(parseHelloAck(v, 0, buildHelloAck(v, 0, mtu, features, instance, window, "dev"), h)).toBe(true);
+      expect([h.mtu, h.features, h.instance, h.window]).toEqual([mtu, features, instance, window]);
+      const n = r.int(0, MAX_ACK_RANGES);
+      const ranges = Array.from({ length: n * 2 }, () => r.int(0, 0xffffffff) >>> 0);
+      const cum = r.int(0, 2 ** 40), limit = r.int(0, 2 ** 40), delayUs = r.int(0, 0xffffffff) >>> 0;
+      const a = new AckFields();
+      expect(parseAck(v, 0, buildAck(v, 0, { cum, limit, delayUs, rangeCount: n, rangeAt: (k, hi) => ranges[k * 2 + (hi ? 0 : 1)]! }), a)).toBe(true);
+      expect([a.cum, a.limit, a.delayUs, a.rangeCount]).toEqual([cum, limit, delayUs, n]);
+      for (let k = 0; k < n; k++) expect([a.rangeAt(k, true), a.rangeAt(k, false)]).toEqual([ranges[k * 2]!, ranges[k * 2 + 1]!]);
+      const text = "é".repeat(r.int(0, 120));
+      const ab = new AbortFields();
+      expect(parseAbort(v, 0, buildAbort(v, 0, 7, text), ab)).toBe(true);
+      // Cut to MAX_ABORT_TEXT bytes: a cut through a character decodes as U+FFFD.
+      expect(ab.code).toBe(7);
+      expect(text.startsWith(ab.text.replace(/\uFFFD$/, ""))).toBe(true);
+    }
+  });
+
+  test("values out of range are refused: MTU, ACK range count, ABORT text length", () => {
+    const buf = new Uint8Array(1024);
+    const v = new DataView(buf.buffer);
+    const h = new HelloFields();
+    for (const [mtu, ok] of [[0, false], [30, false], [MIN_MTU - 1, false], [MIN_MTU, true], [9000, true], [MAX_MTU, true], [MAX_MTU + 1, false], [65535, false]] as const) {
+      expect(parseHello(v, 0, buildHello(v, 0, 1, mtu, 0, "a"), h)).toBe(ok);
+      expect(parseHelloAck(v, 0, buildHelloAck(v, 0, mtu, 0, 1, 1, "a"), h)).toBe(ok);
+    }
+    const a = new AckFields();
+    const end = buildAck(v, 0, { cum: 0, limit: 0, delayUs: 0, rangeCount: 3, rangeAt: () => 1 });
+    expect(parseAck(v, 0, end, a)).toBe(true);
+    // A count beyond what the frame holds is refused, not clamped.
+    v.setUint16(56, 4);
+    expect(parseAck(v, 0, end, a)).toBe(false);
+    expect(parseAck(v, 0, end + 8, a)).toBe(true);
+    v.setUint16(56, MAX_ACK_RANGES + 1);
+    expect(parseAck(v, 0, 60 + (MAX_ACK_RANGES + 1) * 8, a)).toBe(false);
+    const ab = new AbortFields();
+    const abortEnd = buildAbort(v, 0, 1, "hello");
+    expect(parseAbort(v, 0, abortEnd, ab)).toBe(true);
+    expect(parseAbort(v, 0, abortEnd - 1, ab)).toBe(false);
+  });
+
+  test("random bytes of any length never make a parser read past the length", () => {
+    const r = new Rng(112);
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < 50_000; i++) {
+      const len = r.int(0, 400);
+      const bytes = new Uint8Array(len).map(() => r.int(0, 255));
+      // Now and then a plausible count or MTU, so the paths past those checks run too.
+      if (len > 58 && r.next() < 0.5) new DataView(bytes.buffer).setUint16(56, r.int(0, 40));
+      if (len > 40 && r.next() < 0.3) new DataView(bytes.buffer).setUint16(38, r.int(0, 10000));
+      for (const [name, parse] of Object.entries(parsers)) {
+        try {
+          if (parse(new DataView(bytes.buffer), 0, len)) counts[name] = (counts[name] ?? 0) + 1;
+        } catch (e) {
+          throw new Error(where(112, i, `${name} on ${len} random bytes: ${e}`));
+        }
+      }
+    }
+    for (const name of Object.keys(parsers)) expect(counts[name] ?? 0).toBeGreaterThan(100);
   });
 });
 
