@@ -423,7 +423,8 @@ export class SenderCore {
       return;
     }
 
-    if (now - lastHeardAny > this.cfg.timing.peerTimeoutMs) {
+    // At the same moment as the watchdog's, this one wins: silence is the simpler explanation.
+    if (now - lastHeardAny >= this.cfg.timing.peerTimeoutMs) {
       const links = this.links.filter((l) => l.state !== LinkState.Probing).map((l) => l.index);
       this.fail({ kind: "peer-lost", links, ms: this.cfg.timing.peerTimeoutMs }, EXIT_TRANSFER);
       return;
@@ -475,10 +476,12 @@ export class SenderCore {
       }
       return Math.max(t, now);
     }
-    t = Math.min(t, this.lastHeardAny + timing.peerTimeoutMs + 1);
+    t = Math.min(t, this.lastHeardAny + timing.peerTimeoutMs);
     if (this.phase === Phase.Transfer) {
       if (Math.min(this.appended, this.peerLimit) > this.cumAcked) t = Math.min(t, this.progressAt + timing.peerTimeoutMs);
-      if (this.cumAcked < this.nextNew) t = Math.min(t, this.cumMovedAt + timing.linkDownMs);
+      // The stall resend (tick acts on it only while some link is up).
+      const anyUp = this.links.some((l) => l.state === LinkState.Up);
+      if (anyUp && this.cumAcked < this.nextNew) t = Math.min(t, this.cumMovedAt + timing.linkDownMs);
     }
     return Math.max(t, now);
   }
