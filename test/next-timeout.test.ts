@@ -14,11 +14,18 @@ function sender(waitMs = 30_000): SenderCore {
   return new SenderCore({ linkCount: 1, mtus: [MTU], weights: null, ringSize: 1 << 20, maxCwnd: 1 << 20, timing: defaultTiming(5000, waitMs), now: 0 });
 }
 
+/** Packet numbers of the PINGs senderTurn sent, for a receiver that answers them. */
+const pings: number[] = [];
+
 /** One turn of a sender shell at `now`: tick, then send what is due (nothing arrives). */
 function senderTurn(core: SenderCore, now: number): void {
   core.tick(now);
   if (core.helloDue(0, now)) core.onHelloSent(0, now);
-  if (core.pollPing(0) >= 0) core.onPingSent(0, now);
+  const ping = core.pollPing(0);
+  if (ping >= 0) {
+    pings.push(ping);
+    core.onPingSent(0, now);
+  }
   while (core.pollProbe(0)) core.onProbeSent(0, now);
   while (core.pollData(0, now));
 }
@@ -68,14 +75,24 @@ describe("SenderCore.nextTimeout", () => {
     expect(steps).toBeLessThan(200);
   });
 
-  test("a receiver that answers but acknowledges nothing: no-progress at its time", () => {
+  test("a receiver that acknowledges PINGs but no DATA: no-progress at its time", () => {
     const core = sender();
     expect(core.onHelloAck(0, 0, MTU, 1, 1 << 20)).toBe(true);
     provePaths(core, 0);
     core.tick(300);
     expect(core.phase).toBe(Phase.Transfer);
     core.streamAppended(1 << 16);
-    const { now, steps } = stepSender(core, 300, 60_000, (t) => core.onHeard(0, t));
+    pings.length = 0;
+    // Its ACKs of the PINGs come 20 ms later (an ACK of a PING sent just now would make the
+    // round trip, and so the probe timeout, as short as the steps).
+    let answered = 300;
+    const answer = (t: number) => {
+      if (t - answered < 20) return;
+      answered = t;
+      core.onHeard(0, t);
+      for (const pn of pings.splice(0)) core.onAck(0, t, core.ackedUpTo, core.limit, 0, 1, () => pn);
+    };
+    const { now, steps } = stepSender(core, 300, 60_000, answer);
     expect(core.failure?.kind).toBe("no-progress");
     expect(now).toBeCloseTo(5300, 6);
     expect(steps).toBeLessThan(500);

@@ -208,6 +208,8 @@ export class SenderCore {
   private readonly events: SenderEvent[] = [];
   /** When the stream last made progress: acknowledged further, or nothing was owed. */
   private progressAt = -Infinity;
+  /** When a PING or path probe was last newly acknowledged. */
+  private pingAckedAt = -Infinity;
 
   /** The next event for the user, if any. */
   pollEvent(): SenderEvent | undefined {
@@ -310,6 +312,7 @@ export class SenderCore {
           newlyAcked += len;
           if (sane && pn === largest) largestNewlyAcked = true;
           l.sentState[slot] = Sent.Acked;
+          if (len === 0) this.pingAckedAt = now;
           if (l.sentProbe[slot] !== 0) {
             if (l.path.onProbeAcked(l.sentProbe[slot], now)) this.syncFrameMax(l);
           } else if (len > 0 && l.path.isBig(len)) l.path.onBigDataAcked(now);
@@ -478,7 +481,8 @@ export class SenderCore {
     }
     t = Math.min(t, this.lastHeardAny + timing.peerTimeoutMs);
     if (this.phase === Phase.Transfer) {
-      if (Math.min(this.appended, this.peerLimit) > this.cumAcked) t = Math.min(t, this.progressAt + timing.peerTimeoutMs);
+      const owed = Math.min(this.appended, this.peerLimit) > this.cumAcked;
+      if (owed && this.answeredSinceProgress()) t = Math.min(t, this.progressAt + timing.peerTimeoutMs);
       // The stall resend (tick acts on it only while some link is up).
       const anyUp = this.links.some((l) => l.state === LinkState.Up);
       if (anyUp && this.cumAcked < this.nextNew) t = Math.min(t, this.cumMovedAt + timing.linkDownMs);
@@ -844,8 +848,8 @@ export class SenderCore {
 
   /**
    * The stream owes the receiver data it has room for, yet nothing new was acknowledged for
-   * the timeout, although the receiver is heard (else the peer timeout fires first): the path
-   * drops what carries the data. Fail rather than resend forever.
+   * the timeout, although the receiver was heard since (else the peer timeout fires first): the
+   * path drops what carries the data. Fail rather than resend forever.
    */
   private watchdog(now: number): boolean {
     if (this.phase !== Phase.Transfer) return false;
@@ -854,12 +858,22 @@ export class SenderCore {
       this.progressAt = now;
       return false;
     }
-    if (now - this.progressAt < this.cfg.timing.peerTimeoutMs) return false;
+    if (!this.answeredSinceProgress() || now - this.progressAt < this.cfg.timing.peerTimeoutMs) return false;
     const used = this.links.filter((l) => l.state === LinkState.Up);
     const links = used.map((l) => l.index);
     const sizes = used.map((l) => (l.frameMax > 0 ? l.path.proven : 0));
     this.fail({ kind: "no-progress", links, sizes, ms: this.cfg.timing.peerTimeoutMs }, EXIT_TRANSFER);
     return true;
+  }
+
+  /**
+   * Did the receiver acknowledge a PING or path probe after the stream last made progress? Then
+   * it answers, and the path drops what carries the data. A receiver that went silent when the
+   * progress stopped (its last frames a moment later) is lost instead: its peer timeout, due a
+   * moment after the watchdog's, says so.
+   */
+  private answeredSinceProgress(): boolean {
+    return this.pingAckedAt > this.progressAt;
   }
 
   /** Time since the transfer began (since start-up while still looking for the receiver). */
