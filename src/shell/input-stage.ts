@@ -7,7 +7,7 @@
 import type { SenderCore } from "../core/sender";
 import type { FrameCrc } from "../wire";
 import { Poller, POLLIN, POLLHUP, POLLERR, addressOf, readFd, describeErrno } from "../../ffi/libc";
-import { PROBE_EVERY, shrankEnough, type CompressPool } from "../compress-pool";
+import { PROBE_EVERY, shrankEnough, type CompressPool } from "../workers/compress-pool";
 import type { SenderCodecs } from "./codecs";
 import { recordKind } from "../codec";
 import { KIND_RAW, RECORD_HEADER, END_RECORD, writeHeader as writeRecordHeader, writeEnd, crc32Combine } from "../record";

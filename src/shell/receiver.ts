@@ -9,7 +9,7 @@ import { ReceiverCore, RxPhase, Accept } from "../core/receiver";
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, type Link } from "./links";
 import { Poller, POLLIN, POLLOUT, addressOf, adviseHugePages, createEventFd, drainEventFd } from "../../ffi/libc";
-import { OutputPipeline } from "../output-pipeline";
+import { OutputPipeline } from "../workers/output-pipeline";
 import { receiverDecodes } from "./codecs";
 import { L2Error, EXIT_TRANSFER, EXIT_SYSTEM } from "../errors";
 import type { Options } from "../cli";

@@ -8,7 +8,7 @@ import { SenderCore, Phase, LinkState, type SenderLinkStats } from "../core/send
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, type Link } from "./links";
 import { Poller, POLLIN, POLLOUT, addressOf, createEventFd, drainEventFd, setPipeSize } from "../../ffi/libc";
-import { CompressPool } from "../compress-pool";
+import { CompressPool } from "../workers/compress-pool";
 import { SenderCodecs } from "./codecs";
 import { L2Error, fromFfi } from "../errors";
 import { InputStage, STDIN } from "./input-stage";
