@@ -101,15 +101,16 @@ class ReceiverLink {
 export class ReceiverCore {
   private readonly links: ReceiverLink[] = [];
   phase = RxPhase.Listen;
-  session = 0;
+  private pinnedSession = 0;
   failure: Failure | null = null;
-  exitCode = 0;
+  /** The sender's HELLO offers a codec (it compresses). */
   compressed = false;
+  exitCode = 0;
 
   /** Stream bytes [0, cum) are in the ring. */
-  cum = 0;
+  private contiguousEnd = 0;
   /** Stream bytes below this have been written out; ring space below it is free. */
-  consumed = 0;
+  private consumedEnd = 0;
   private advertised = 0;
   /** After onData returned Store: copy the payload from this stream offset on. */
   storeFrom = 0;
@@ -121,21 +122,41 @@ export class ReceiverCore {
   /** A DATA or PING of this session arrived: from then on silence is a failure, not a mix-up. */
   private dataSeen = false;
   /** When the first HELLO arrived; null while listening. */
-  transferStart: number | null = null;
+  private startedAt: number | null = null;
 
   constructor(private readonly cfg: ReceiverConfig) {
     for (let i = 0; i < cfg.deviceCount; i++) this.links.push(new ReceiverLink(i));
   }
 
+  /** The session this run is pinned to (0 while listening). */
+  get session(): number {
+    return this.pinnedSession;
+  }
+
+  /** Stream bytes [0, cum) are in the ring. */
+  get cum(): number {
+    return this.contiguousEnd;
+  }
+
+  /** Stream bytes below this have been written out; ring space below it is free. */
+  get consumed(): number {
+    return this.consumedEnd;
+  }
+
+  /** When the first HELLO arrived; null while listening. */
+  get transferStart(): number | null {
+    return this.startedAt;
+  }
+
   limit(): number {
-    return this.consumed + this.cfg.ringSize;
+    return this.consumedEnd + this.cfg.ringSize;
   }
 
   /** Stream bytes at and above this offset are not in the ring: their ring space holds nothing
    * anyone reads, so frames may be received straight into it. */
   freshFrom(): number {
     const n = this.above.count;
-    return n > 0 ? Math.max(this.cum, this.above.end(n - 1)) : this.cum;
+    return n > 0 ? Math.max(this.contiguousEnd, this.above.end(n - 1)) : this.contiguousEnd;
   }
 
   // ---- inputs --------------------------------------------------------------------------
@@ -156,11 +177,11 @@ export class ReceiverCore {
   ): boolean {
     if (this.phase >= RxPhase.Finishing) return false;
     if (this.phase === RxPhase.Listen) {
-      this.session = session;
+      this.pinnedSession = session;
       this.compressed = (features & 1) !== 0;
       this.phase = RxPhase.Transfer;
-      this.transferStart = now;
-    } else if (session !== this.session) return false;
+      this.startedAt = now;
+    } else if (session !== this.pinnedSession) return false;
     const l = this.links[device];
     // A link is pinned to one sender link and one MAC for the whole run.
     for (const o of this.links) if (o !== l && o.senderLink === senderLink) return false;
@@ -189,14 +210,14 @@ export class ReceiverCore {
       l.ackNow = false;
     }
     this.phase = RxPhase.Listen;
-    this.session = 0;
-    this.transferStart = null;
+    this.pinnedSession = 0;
+    this.startedAt = null;
     this.lastHeardAny = -Infinity;
   }
 
   /** Checks a frame's session, link and source against what this run is pinned to. */
   authentic(device: number, session: number, senderLink: number, src: Uint8Array, srcOffset: number): boolean {
-    if (this.phase === RxPhase.Listen || session !== this.session) return false;
+    if (this.phase === RxPhase.Listen || session !== this.pinnedSession) return false;
     const l = this.links[device];
     return l.senderLink === senderLink && this.sameMac(l, src, srcOffset);
   }
@@ -222,15 +243,15 @@ export class ReceiverCore {
       return Accept.Drop;
     }
     let result: Accept;
-    if (end <= this.cum || this.above.contains(offset, end)) {
+    if (end <= this.contiguousEnd || this.above.contains(offset, end)) {
       result = Accept.Duplicate;
       l.duplicates++;
     } else {
       // Bytes below the contiguous end are in the ring already (or written out and their
       // space reused): only the rest may be copied.
-      this.storeFrom = Math.max(offset, this.cum);
-      if (offset <= this.cum) {
-        this.cum = end;
+      this.storeFrom = Math.max(offset, this.contiguousEnd);
+      if (offset <= this.contiguousEnd) {
+        this.contiguousEnd = end;
         this.absorb();
       } else if (!this.above.add(offset, end)) {
         l.dropped++;
@@ -255,7 +276,7 @@ export class ReceiverCore {
 
   /** The output stage wrote and released stream bytes below `offset`. */
   setConsumed(offset: number): void {
-    if (offset > this.consumed) this.consumed = offset;
+    if (offset > this.consumedEnd) this.consumedEnd = offset;
   }
 
   /** The output stage verified the END record and wrote everything. */
@@ -362,7 +383,7 @@ export class ReceiverCore {
     const a = this.ackTx;
     a.senderLink = l.senderLink;
     a.pn = l.pnNext;
-    a.cum = this.cum;
+    a.cum = this.contiguousEnd;
     a.limit = this.limit();
     a.delayUs = this.ackDelayUs(device, now);
     a.pns = l.pns;
@@ -421,8 +442,8 @@ export class ReceiverCore {
 
   private absorb(): void {
     // Pull in ranges that the new contiguous end reaches.
-    while (this.above.count > 0 && this.above.start(0) <= this.cum) {
-      if (this.above.end(0) > this.cum) this.cum = this.above.end(0);
+    while (this.above.count > 0 && this.above.start(0) <= this.contiguousEnd) {
+      if (this.above.end(0) > this.contiguousEnd) this.contiguousEnd = this.above.end(0);
       this.above.dropFirst();
     }
   }

@@ -174,7 +174,7 @@ export class SenderCore {
   /** Stream bytes below this the receiver acknowledged. */
   private cumAcked = 0;
   private peerLimit = 0;
-  ended = false;
+  private endQueued = false;
   private endOffset = Infinity;
   private streamTotal = 0;
   private streamCrc = 0;
@@ -341,7 +341,7 @@ export class SenderCore {
     if (this.phase === Phase.Done || this.phase === Phase.Failed) return;
     // The receiver sends DONE only after it verified the END record, so it may overtake the
     // last acknowledgements; before END is even queued it can only be stale.
-    if (!this.ended) return;
+    if (!this.endQueued) return;
     if (total !== this.streamTotal || crc !== this.streamCrc) {
       this.fail(
         `receiver wrote ${total} bytes with CRC-32 ${hex(crc)}, but ${this.streamTotal} bytes with CRC-32 ${hex(this.streamCrc)} were sent`,
@@ -366,7 +366,7 @@ export class SenderCore {
   /** The END record is in the ring; the stream ends at `end`. */
   streamEnded(end: number, total: number, crc: number): void {
     this.appended = end;
-    this.ended = true;
+    this.endQueued = true;
     this.endOffset = end;
     this.streamTotal = total;
     this.streamCrc = crc;
@@ -443,7 +443,7 @@ export class SenderCore {
       this.cumMovedAt = now;
       this.retx.add(this.cumAcked, Math.min(this.nextNew, this.cumAcked + STALL_RESEND));
     }
-    if (this.phase === Phase.Transfer && this.ended && this.cumAcked >= this.endOffset) this.phase = Phase.Finishing;
+    if (this.phase === Phase.Transfer && this.endQueued && this.cumAcked >= this.endOffset) this.phase = Phase.Finishing;
   }
 
   /**
@@ -614,6 +614,11 @@ export class SenderCore {
   }
 
   // ---- read-only views -----------------------------------------------------------------
+
+  /** The END record is in the ring (streamEnded was called). */
+  get ended(): boolean {
+    return this.endQueued;
+  }
 
   get linkCount(): number {
     return this.links.length;
