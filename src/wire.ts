@@ -1,11 +1,18 @@
 // The frame codec: layout of every l2pipe frame, built and parsed in place on a DataView.
-// docs/PROTOCOL.md is the prose version of this file; keep them in step.
+// Only this file knows where a field sits: one parse function per frame type checks the type's
+// minimum length and the ranges of its fields against the frame's verified meaningful length
+// before it reads anything, and one builder per type writes the fields. docs/PROTOCOL.md is the
+// prose version of this file; keep them in step.
 
 export const ETHERTYPE = 0x88b5;
 export const MAGIC = 0x4c32; // "L2"
 export const VERSION = 1;
 
 export const ETH_HEADER = 14;
+/** Smallest MTU that leaves room for a useful DATA payload; a HELLO or HELLO_ACK saying less is refused. */
+export const MIN_MTU = 576;
+/** Largest MTU a frame length can describe (its length field is 16 bits, counted from offset 14). */
+export const MAX_MTU = 65535 - ETH_HEADER;
 /** Shortest Ethernet frame without FCS; shorter frames get padded by real NICs. */
 export const MIN_FRAME = 60;
 
@@ -178,4 +185,228 @@ export function verifySplitFrame(v: DataView, base: number, received: number, he
   if (len <= DATA_HEADER) return 0;
   const crc = Bun.hash.crc32(payload.subarray(payloadPos, payloadPos + len - DATA_HEADER), Bun.hash.crc32(headView)) >>> 0;
   return crc === v.getUint32(base + OFF_CRC) ? len : 0;
+}
+
+// ---- typed views of received frames --------------------------------------------------------
+//
+// Each parse function takes a frame that verifyFrame (or verifySplitFrame) passed, with the
+// meaningful length it returned, and fills a result object the caller owns and reuses: the
+// hot-path parsers (header, DATA, ACK) allocate nothing. A parser returns false, reading no
+// field, when the frame is too short for its type or a field is out of range; the caller counts
+// such a frame as bad and trusts nothing in it.
+
+/** The common header of a frame: what every frame type carries. */
+export class FrameHeader {
+  type = 0;
+  session = 0;
+  link = 0;
+  pn = 0;
+  /** Offset of the source MAC (6 bytes) in the buffer. */
+  srcOffset = 0;
+}
+
+export function parseHeader(v: DataView, base: number, len: number, out: FrameHeader): boolean {
+  if (len < COMMON_END) return false;
+  out.type = v.getUint8(base + OFF_TYPE);
+  out.session = v.getUint32(base + OFF_SESSION);
+  out.link = v.getUint8(base + OFF_LINK);
+  out.pn = v.getUint32(base + OFF_PN);
+  out.srcOffset = base + 6;
+  return true;
+}
+
+/** HELLO or HELLO_ACK fields. */
+export class HelloFields {
+  links = 0;
+  mtu = 0;
+  features = 0;
+  instance = 0;
+  window = 0;
+}
+
+function parseHelloFields(v: DataView, base: number, len: number, out: HelloFields): boolean {
+  if (len < HELLO_LEN) return false;
+  const mtu = v.getUint16(base + OFF_HELLO_MTU);
+  // A smaller MTU would leave DATA no payload at all (or a negative one).
+  if (mtu < MIN_MTU || mtu > MAX_MTU) return false;
+  out.links = v.getUint8(base + OFF_HELLO_LINKS);
+  out.mtu = mtu;
+  out.features = v.getUint32(base + OFF_HELLO_FEATURES);
+  out.instance = v.getUint32(base + OFF_HELLO_INSTANCE);
+  out.window = v.getUint32(base + OFF_HELLO_WINDOW);
+  return true;
+}
+
+/** HELLO: at least HELLO_LEN bytes, an MTU in [MIN_MTU, MAX_MTU]. */
+export function parseHello(v: DataView, base: number, len: number, out: HelloFields): boolean {
+  return parseHelloFields(v, base, len, out);
+}
+
+/** HELLO_ACK: the layout of HELLO, the same checks. */
+export function parseHelloAck(v: DataView, base: number, len: number, out: HelloFields): boolean {
+  return parseHelloFields(v, base, len, out);
+}
+
+/** The DATA header: where the payload belongs in the stream and how long it is. */
+export class DataFields {
+  offset = 0;
+  payloadLen = 0;
+}
+
+export function parseData(v: DataView, base: number, len: number, out: DataFields): boolean {
+  if (len < DATA_HEADER) return false;
+  out.offset = readU64(v, base + OFF_DATA_OFFSET);
+  out.payloadLen = len - DATA_HEADER;
+  return true;
+}
+
+/**
+ * ACK fields; its packet-number ranges are read through rangeAt, straight from the frame
+ * buffer (valid until the buffer is reused). A range count beyond what the frame holds, or
+ * beyond MAX_ACK_RANGES, is refused rather than clamped: no receiver writes such a frame.
+ */
+export class AckFields implements AckContent {
+  cum = 0;
+  limit = 0;
+  delayUs = 0;
+  rangeCount = 0;
+  private view: DataView | null = null;
+  private rangesBase = 0;
+  /** Range i's high (high true) or low end, a 32-bit packet number; made once, so passing it allocates nothing. */
+  readonly rangeAt = (i: number, high: boolean): number => this.view!.getUint32(this.rangesBase + i * 8 + (high ? 0 : 4));
+
+  /** Fills the fields; for parseAck only. */
+  set(v: DataView, base: number, count: number): void {
+    this.view = v;
+    this.rangesBase = base + OFF_ACK_RANGES;
+    this.cum = readU64(v, base + OFF_ACK_CUM);
+    this.limit = readU64(v, base + OFF_ACK_LIMIT);
+    this.delayUs = v.getUint32(base + OFF_ACK_DELAY);
+    this.rangeCount = count;
+  }
+}
+
+export function parseAck(v: DataView, base: number, len: number, out: AckFields): boolean {
+  if (len < OFF_ACK_RANGES) return false;
+  const n = v.getUint16(base + OFF_ACK_RANGES_N);
+  if (n > MAX_ACK_RANGES || OFF_ACK_RANGES + n * 8 > len) return false;
+  out.set(v, base, n);
+  return true;
+}
+
+export class DoneFields {
+  total = 0;
+  crc = 0;
+}
+
+export function parseDone(v: DataView, base: number, len: number, out: DoneFields): boolean {
+  if (len < DONE_LEN) return false;
+  out.total = readU64(v, base + OFF_DONE_TOTAL);
+  out.crc = v.getUint32(base + OFF_DONE_CRC);
+  return true;
+}
+
+export class AbortFields {
+  code = 0;
+  text = "";
+}
+
+/** ABORT: a text length beyond the frame is refused. (The text is decoded: ABORT is rare.) */
+export function parseAbort(v: DataView, base: number, len: number, out: AbortFields): boolean {
+  if (len < OFF_ABORT_TEXT) return false;
+  const n = v.getUint8(base + OFF_ABORT_TEXT_LEN);
+  if (OFF_ABORT_TEXT + n > len) return false;
+  out.code = v.getUint8(base + OFF_ABORT_CODE);
+  out.text = new TextDecoder().decode(new Uint8Array(v.buffer, v.byteOffset + base + OFF_ABORT_TEXT, n));
+  return true;
+}
+
+/** PING, DONE_ACK, REJECT, BUSY: the common header and nothing else. */
+export function parseHeaderOnly(v: DataView, base: number, len: number, out: FrameHeader): boolean {
+  return parseHeader(v, base, len, out);
+}
+
+// ---- builders -------------------------------------------------------------------------------
+//
+// Each writes a type's fields behind a header writeHeader wrote at `base` and returns the end
+// of the meaningful bytes, for sealFrame.
+
+const NAME_BYTES = 16;
+
+function writeHelloFields(v: DataView, base: number, links: number, mtu: number, features: number,
+  instance: number, window: number, name: string): number {
+  v.setUint8(base + OFF_HELLO_LINKS, links);
+  v.setUint8(base + OFF_HELLO_LINKS + 1, 0);
+  v.setUint16(base + OFF_HELLO_MTU, mtu);
+  v.setUint32(base + OFF_HELLO_FEATURES, features);
+  v.setUint32(base + OFF_HELLO_INSTANCE, instance);
+  v.setUint32(base + OFF_HELLO_WINDOW, Math.min(window, 0xffffffff));
+  const bytes = new TextEncoder().encode(name).subarray(0, NAME_BYTES - 1);
+  for (let i = 0; i < NAME_BYTES; i++) v.setUint8(base + OFF_HELLO_NAME + i, i < bytes.length ? bytes[i]! : 0);
+  return base + HELLO_LEN;
+}
+
+/** HELLO: the links the sender uses, its device's MTU and name, the codecs it may send. */
+export function buildHello(v: DataView, base: number, links: number, mtu: number, features: number, name: string): number {
+  return writeHelloFields(v, base, links, mtu, features, 0, 0, name);
+}
+
+/** HELLO_ACK: the receiver's MTU, the codecs it decodes, its instance id, window and device name. */
+export function buildHelloAck(v: DataView, base: number, mtu: number, features: number, instance: number, window: number, name: string): number {
+  return writeHelloFields(v, base, 0, mtu, features, instance, window, name);
+}
+
+/** What an ACK says, however it is held: AckFields reads it from a received frame, the
+ * receiver's core answers it from its bookkeeping. Ranges are (high, low) pairs, highest first. */
+export interface AckContent {
+  cum: number;
+  limit: number;
+  delayUs: number;
+  rangeCount: number;
+  rangeAt(i: number, high: boolean): number;
+}
+
+export function buildAck(v: DataView, base: number, ack: AckContent): number {
+  const n = ack.rangeCount;
+  writeU64(v, base + OFF_ACK_CUM, ack.cum);
+  writeU64(v, base + OFF_ACK_LIMIT, ack.limit);
+  v.setUint32(base + OFF_ACK_DELAY, ack.delayUs);
+  v.setUint16(base + OFF_ACK_RANGES_N, n);
+  v.setUint16(base + OFF_ACK_RANGES_N + 2, 0);
+  for (let i = 0; i < n; i++) {
+    v.setUint32(base + OFF_ACK_RANGES + i * 8, ack.rangeAt(i, true));
+    v.setUint32(base + OFF_ACK_RANGES + i * 8 + 4, ack.rangeAt(i, false));
+  }
+  return base + OFF_ACK_RANGES + n * 8;
+}
+
+export function buildDone(v: DataView, base: number, total: number, crc: number): number {
+  writeU64(v, base + OFF_DONE_TOTAL, total);
+  v.setUint32(base + OFF_DONE_CRC, crc >>> 0);
+  return base + DONE_LEN;
+}
+
+/** ABORT: the text is cut to MAX_ABORT_TEXT bytes. */
+export function buildAbort(v: DataView, base: number, code: number, text: string): number {
+  const bytes = new TextEncoder().encode(text).subarray(0, MAX_ABORT_TEXT);
+  v.setUint8(base + OFF_ABORT_CODE, code);
+  v.setUint8(base + OFF_ABORT_TEXT_LEN, bytes.length);
+  for (let i = 0; i < bytes.length; i++) v.setUint8(base + OFF_ABORT_TEXT + i, bytes[i]!);
+  return base + OFF_ABORT_TEXT + bytes.length;
+}
+
+/**
+ * A PING padded with `padding` (zeros the kernel sends from elsewhere) to `mtu` bytes after the
+ * Ethernet header: sets its length and CRC. Returns the bytes of the frame held at base.
+ */
+export function sealProbe(v: DataView, base: number, mtu: number, padding: Uint8Array): number {
+  v.setUint16(base + OFF_LEN, mtu);
+  const head = new Uint8Array(v.buffer, v.byteOffset + base + OFF_LEN, COMMON_END - OFF_LEN);
+  v.setUint32(base + OFF_CRC, Bun.hash.crc32(padding, Bun.hash.crc32(head)) >>> 0);
+  return COMMON_END;
+}
+
+/** Bytes of padding a path probe of this MTU needs behind its header. */
+export function probePadding(mtu: number): number {
+  return mtu + ETH_HEADER - COMMON_END;
 }

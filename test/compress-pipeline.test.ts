@@ -7,9 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { closeFd, createEventFd, drainEventFd, makePipe, POLLIN, Poller, readFd, addressOf, setNonBlocking } from "../ffi/libc";
 import { lz4Bound } from "../ffi/lz4";
-import { CompressPool } from "../src/compress-pool";
+import { CompressPool } from "../src/workers/compress-pool";
 import { L2Error } from "../src/errors";
-import { OutputPipeline, type OutputStatus } from "../src/output-pipeline";
+import { OutputPipeline, type OutputStatus } from "../src/workers/output-pipeline";
 import { crc32Combine, END_RECORD, KIND_LZ4, KIND_RAW, KIND_ZSTD, readCrc, readRawLen, RECORD_HEADER, writeEnd } from "../src/record";
 import { CODEC_LZ4, type CodecWord } from "../src/codec";
 

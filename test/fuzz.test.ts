@@ -1,5 +1,6 @@
 // Seeded fuzzing of what a hostile or broken network can feed l2pipe: the frame check
-// (verifyFrame) on random and mutated frames, and the protocol cores through their public
+// (verifyFrame) on random and mutated frames, the typed frame parsers on frames cut short and on
+// random bytes (refused unless long enough, never reading past the length), and the protocol cores through their public
 // methods on random, mutated and replayed input. None may throw; the frame check may pass only
 // intact frames; a ReceiverCore may have bytes stored only inside its window and acknowledge only
 // what it holds; a SenderCore may never believe more acknowledged than it sent.
@@ -11,8 +12,11 @@ import { RangeSet } from "../src/core/range-set";
 import { LinkState, Phase, SenderCore } from "../src/core/sender";
 import { defaultTiming, expandPn } from "../src/core/timing";
 import {
-  COMMON_END, ETH_HEADER, ETHERTYPE, FrameCrc, MAGIC, MAX_ACK_RANGES, MIN_FRAME, OFF_CRC, OFF_LEN, OFF_MAGIC,
-  OFF_VERSION, TWO32, VERSION, readU64, sealFrame, verifyFrame, writeHeader, writeU64,
+  COMMON_END, DATA_HEADER, DONE_LEN, ETH_HEADER, ETHERTYPE, FrameCrc, FrameType, HELLO_LEN, MAGIC, MAX_ACK_RANGES, MAX_MTU,
+  MIN_FRAME, MIN_MTU, OFF_CRC, OFF_LEN, OFF_MAGIC, OFF_VERSION, TWO32, VERSION, AbortFields, AckFields, DataFields,
+  DoneFields, FrameHeader, HelloFields, buildAbort, buildAck, buildDone, buildHello, buildHelloAck, parseAbort, parseAck,
+  parseData, parseDone, parseHeader, parseHeaderOnly, parseHello, parseHelloAck, readU64, sealFrame, verifyFrame,
+  writeHeader, writeU64,
 } from "../src/wire";
 import { Rng } from "./support/impair";
 import { provePaths } from "./support/prove-paths";
@@ -138,6 +142,141 @@ describe("verifyFrame", () => {
   });
 });
 
+// ------------------------------------------------------------------------------- parsers
+
+describe("frame parsers", () => {
+  const MAC = new Uint8Array(6);
+  /** One parser per frame type, each with its own result object, as the shells use them. */
+  const parsers: Record<string, (v: DataView, base: number, len: number) => boolean> = {
+    header: (v, b, l) => parseHeader(v, b, l, new FrameHeader()),
+    hello: (v, b, l) => parseHello(v, b, l, new HelloFields()),
+    helloAck: (v, b, l) => parseHelloAck(v, b, l, new HelloFields()),
+    data: (v, b, l) => parseData(v, b, l, new DataFields()),
+    ack: (v, b, l) => {
+      const a = new AckFields();
+      if (!parseAck(v, b, l, a)) return false;
+      // Reading every range the count promises must stay inside the frame.
+      for (let i = 0; i < a.rangeCount; i++) a.rangeAt(i, true) + a.rangeAt(i, false);
+      return true;
+    },
+    done: (v, b, l) => parseDone(v, b, l, new DoneFields()),
+    abort: (v, b, l) => parseAbort(v, b, l, new AbortFields()),
+    headerOnly: (v, b, l) => parseHeaderOnly(v, b, l, new FrameHeader()),
+  };
+
+  /** A full, valid frame of each type (unsealed: the parsers come after verifyFrame) and the
+   * length below which its parser must refuse it. */
+  function frames(r: Rng): Array<{ name: string; bytes: Uint8Array; min: number }> {
+    const make = (type: FrameType, fill: (v: DataView, base: number) => number) => {
+      const buf = new Uint8Array(2048);
+      const v = new DataView(buf.buffer);
+      const end = fill(v, writeHeader(v, 0, MAC, MAC, type, r.int(0, 0xffffffff) >>> 0, r.int(0, 255), r.int(0, 0xffffffff) >>> 0) - COMMON_END);
+      return buf.slice(0, end);
+    };
+    const n = r.int(0, MAX_ACK_RANGES);
+    const ranges = Array.from({ length: n * 2 }, () => r.int(0, 0xffffffff) >>> 0);
+    const text = "x".repeat(r.int(0, 80));
+    const payload = r.int(0, 100);
+    return [
+      { name: "header", bytes: make(FrameType.Ping, (_v, b) => b + COMMON_END), min: COMMON_END },
+      { name: "headerOnly", bytes: make(FrameType.DoneAck, (_v, b) => b + COMMON_END), min: COMMON_END },
+      { name: "hello", bytes: make(FrameType.Hello, (v, b) => buildHello(v, b, 2, r.int(MIN_MTU, MAX_MTU), 3, "eth0")), min: HELLO_LEN },
+      { name: "helloAck", bytes: make(FrameType.HelloAck, (v, b) => buildHelloAck(v, b, r.int(MIN_MTU, MAX_MTU), 1, 9, 1 << 26, "eth1")), min: HELLO_LEN },
+      { name: "data", bytes: make(FrameType.Data, (v, b) => (writeU64(v, b + COMMON_END, r.int(0, 1 << 30)), b + DATA_HEADER + payload)), min: DATA_HEADER },
+      {
+        name: "ack",
+        bytes: make(FrameType.Ack, (v, b) => buildAck(v, b, { cum: 1, limit: 2, delayUs: 3, rangeCount: n, rangeAt: (i, hi) => ranges[i * 2 + (hi ? 0 : 1)]! })),
+        min: 60 + n * 8,
+      },
+      { name: "done", bytes: make(FrameType.Done, (v, b) => buildDone(v, b, r.int(0, 1 << 30), r.int(0, 0xffffffff))), min: DONE_LEN },
+      { name: "abort", bytes: make(FrameType.Abort, (v, b) => buildAbort(v, b, 1, text)), min: 38 + text.length },
+    ];
+  }
+
+  /** The first len bytes of a frame in a buffer of exactly that size: a read past it throws. */
+  const exact = (bytes: Uint8Array, len: number) => new DataView(bytes.slice(0, len).buffer);
+
+  test("every type cut at every length is refused below its minimum and parsed from it on", () => {
+    const r = new Rng(110);
+    for (let round = 0; round < 40; round++) {
+      for (const f of frames(r)) {
+        for (let len = 0; len <= f.bytes.length; len++) {
+          const ok = parsers[f.name]!(exact(f.bytes, len), 0, len);
+          if (ok !== len >= f.min) throw new Error(where(110, round, `${f.name} of ${f.bytes.length} bytes cut at ${len}: ${ok ? "parsed" : "refused"}`));
+        }
+      }
+    }
+  });
+
+  test("builders and parsers agree", () => {
+    const r = new Rng(111);
+    for (let i = 0; i < 2000; i++) {
+      const buf = new Uint8Array(1024);
+      const v = new DataView(buf.buffer);
+      const mtu = r.int(MIN_MTU, MAX_MTU), features = r.int(0, 3), instance = r.int(0, 0xffffffff) >>> 0, window = r.int(0, 0xffffffff) >>> 0;
+      const h = new HelloFields();
+      expect(parseHelloAck(v, 0, buildHelloAck(v, 0, mtu, features, instance, window, "dev"), h)).toBe(true);
+      expect([h.mtu, h.features, h.instance, h.window]).toEqual([mtu, features, instance, window]);
+      const n = r.int(0, MAX_ACK_RANGES);
+      const ranges = Array.from({ length: n * 2 }, () => r.int(0, 0xffffffff) >>> 0);
+      const cum = r.int(0, 2 ** 40), limit = r.int(0, 2 ** 40), delayUs = r.int(0, 0xffffffff) >>> 0;
+      const a = new AckFields();
+      expect(parseAck(v, 0, buildAck(v, 0, { cum, limit, delayUs, rangeCount: n, rangeAt: (k, hi) => ranges[k * 2 + (hi ? 0 : 1)]! }), a)).toBe(true);
+      expect([a.cum, a.limit, a.delayUs, a.rangeCount]).toEqual([cum, limit, delayUs, n]);
+      for (let k = 0; k < n; k++) expect([a.rangeAt(k, true), a.rangeAt(k, false)]).toEqual([ranges[k * 2]!, ranges[k * 2 + 1]!]);
+      const text = "é".repeat(r.int(0, 120));
+      const ab = new AbortFields();
+      expect(parseAbort(v, 0, buildAbort(v, 0, 7, text), ab)).toBe(true);
+      // Cut to MAX_ABORT_TEXT bytes: a cut through a character decodes as U+FFFD.
+      expect(ab.code).toBe(7);
+      expect(text.startsWith(ab.text.replace(/\uFFFD$/, ""))).toBe(true);
+    }
+  });
+
+  test("values out of range are refused: MTU, ACK range count, ABORT text length", () => {
+    const buf = new Uint8Array(1024);
+    const v = new DataView(buf.buffer);
+    const h = new HelloFields();
+    for (const [mtu, ok] of [[0, false], [30, false], [MIN_MTU - 1, false], [MIN_MTU, true], [9000, true], [MAX_MTU, true], [MAX_MTU + 1, false], [65535, false]] as const) {
+      expect(parseHello(v, 0, buildHello(v, 0, 1, mtu, 0, "a"), h)).toBe(ok);
+      expect(parseHelloAck(v, 0, buildHelloAck(v, 0, mtu, 0, 1, 1, "a"), h)).toBe(ok);
+    }
+    const a = new AckFields();
+    const end = buildAck(v, 0, { cum: 0, limit: 0, delayUs: 0, rangeCount: 3, rangeAt: () => 1 });
+    expect(parseAck(v, 0, end, a)).toBe(true);
+    // A count beyond what the frame holds is refused, not clamped.
+    v.setUint16(56, 4);
+    expect(parseAck(v, 0, end, a)).toBe(false);
+    expect(parseAck(v, 0, end + 8, a)).toBe(true);
+    v.setUint16(56, MAX_ACK_RANGES + 1);
+    expect(parseAck(v, 0, 60 + (MAX_ACK_RANGES + 1) * 8, a)).toBe(false);
+    const ab = new AbortFields();
+    const abortEnd = buildAbort(v, 0, 1, "hello");
+    expect(parseAbort(v, 0, abortEnd, ab)).toBe(true);
+    expect(parseAbort(v, 0, abortEnd - 1, ab)).toBe(false);
+  });
+
+  test("random bytes of any length never make a parser read past the length", () => {
+    const r = new Rng(112);
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < 50_000; i++) {
+      const len = r.int(0, 400);
+      const bytes = new Uint8Array(len).map(() => r.int(0, 255));
+      // Now and then a plausible count or MTU, so the paths past those checks run too.
+      if (len > 58 && r.next() < 0.5) new DataView(bytes.buffer).setUint16(56, r.int(0, 40));
+      if (len > 40 && r.next() < 0.3) new DataView(bytes.buffer).setUint16(38, r.int(0, 10000));
+      for (const [name, parse] of Object.entries(parsers)) {
+        try {
+          if (parse(new DataView(bytes.buffer), 0, len)) counts[name] = (counts[name] ?? 0) + 1;
+        } catch (e) {
+          throw new Error(where(112, i, `${name} on ${len} random bytes: ${e}`));
+        }
+      }
+    }
+    for (const name of Object.keys(parsers)) expect(counts[name] ?? 0).toBeGreaterThan(100);
+  });
+});
+
 // ------------------------------------------------------------------------------- receiver
 
 /** Intervals of stream bytes the receiver holds, for checking it: a plain sorted list. */
@@ -236,7 +375,10 @@ describe("ReceiverCore on random, mutated and replayed DATA", () => {
         } else if (op < 0.95) {
           if (core.ackDue(d, now) || r.next() < 0.5) {
             let calls = 0;
-            const n = core.buildAck(d, now, (k, high, low) => {
+            const ack = core.ackContent(d, now);
+            const n = ack.rangeCount;
+            for (let k = 0; k < n; k++) {
+              const high = ack.rangeAt(k, true), low = ack.rangeAt(k, false);
               if (!(k === calls++ && k < MAX_ACK_RANGES && high >= 0 && high < TWO32 && low >= 0 && low < TWO32)) {
                 throw new Error(where(seed, i, `ACK range ${k}: ${high}..${low}`));
               }
@@ -248,7 +390,8 @@ describe("ReceiverCore on random, mutated and replayed DATA", () => {
               for (let pn = low + 1; pn < high && high - low < 64; pn++) {
                 if (!seen.has(pn)) throw new Error(where(seed, i, `ACK range ${k}: ${high}..${low} holds ${pn}, never received`));
               }
-            });
+            }
+            core.onAckSent(d, now);
             if (n !== calls || (n === 0) !== (largest[d]!.pn < 0)) throw new Error(where(seed, i, `${n} ACK ranges, ${calls} written`));
             // The delay since the largest packet arrived, in microseconds.
             const delay = largest[d]!.pn < 0 ? 0 : Math.round((now - largest[d]!.at) * 1000);
@@ -268,7 +411,7 @@ describe("ReceiverCore on random, mutated and replayed DATA", () => {
           core.onReject(d);
           if (core.cum > 0 || stats.store > 0) expect(core.session).toBe(SESSION);
         } else {
-          core.tick(now, (x) => `dev${x}`);
+          core.tick(now);
           // The shell sleeps until nextTimeout: no ACK timer may fall due before it (a device
           // whose ACK is not due now is not due just before it either).
           const next = core.nextTimeout(now);
@@ -282,7 +425,7 @@ describe("ReceiverCore on random, mutated and replayed DATA", () => {
         lastCum = core.cum;
         if (core.cum !== held.contiguous()) throw new Error(where(seed, i, `cum ${core.cum}, model ${held.contiguous()}`));
         if (core.consumed > core.cum) throw new Error(where(seed, i, "consumed beyond cum"));
-        if (core.phase !== RxPhase.Transfer) throw new Error(where(seed, i, `phase ${core.phase}: ${core.failure}`));
+        if (core.phase !== RxPhase.Transfer) throw new Error(where(seed, i, `phase ${core.phase}: ${JSON.stringify(core.failure)}`));
       }
       console.log(`receiver fuzz seed ${seed}: ${JSON.stringify(stats)}, cum ${core.cum}`);
       expect(stats.store).toBeGreaterThan(1000);
@@ -306,7 +449,7 @@ describe("SenderCore on random and replayed ACKs", () => {
       const INSTANCE = 77;
       for (const l of [0, 1]) expect(core.onHelloAck(l, now, mtus[l]!, INSTANCE, RING)).toBe(true);
       provePaths(core, now);
-      core.tick(now, (x) => `dev${x}`);
+      core.tick(now);
       expect(core.phase).toBe(Phase.Transfer);
       let appended = 0;
       const acks: Array<{ link: number; cum: number; limit: number; ranges: number[] }> = [];
@@ -328,12 +471,12 @@ describe("SenderCore on random and replayed ACKs", () => {
             const tx = core.tx;
             stats.frames++;
             if (tx.retransmit) stats.resent++;
-            const l = core.links[link]!;
+            const l = core.inspectLink(link);
             const ok =
               tx.len > 0 && tx.len <= l.payloadMax && tx.offset >= 0 && tx.offset + tx.len <= appended &&
-              (tx.offset % RING) + tx.len <= RING && tx.offset + tx.len <= core.nextNew &&
-              (tx.retransmit ? tx.offset >= core.cumAcked : tx.offset + tx.len <= core.peerLimit);
-            if (!ok) throw new Error(where(seed, i, `bad frame ${JSON.stringify(tx)} (appended ${appended}, cumAcked ${core.cumAcked}, limit ${core.peerLimit})`));
+              (tx.offset % RING) + tx.len <= RING && tx.offset + tx.len <= core.sentUpTo &&
+              (tx.retransmit ? tx.offset >= core.ackedUpTo : tx.offset + tx.len <= core.limit);
+            if (!ok) throw new Error(where(seed, i, `bad frame ${JSON.stringify(tx)} (appended ${appended}, cumAcked ${core.ackedUpTo}, limit ${core.limit})`));
           }
         } else if (op < 0.9) {
           let a: { link: number; cum: number; limit: number; ranges: number[] };
@@ -341,7 +484,7 @@ describe("SenderCore on random and replayed ACKs", () => {
             a = acks[r.int(0, acks.length - 1)]!;
             stats.replays++;
           } else {
-            const pnNext = core.links[link]!.pnNext;
+            const pnNext = core.inspectLink(link).pnNext;
             const n = r.int(0, 40);
             const ranges: number[] = [];
             let hi = r.next() < 0.7 ? pnNext - 1 - r.int(0, 50) : r.int(0, 0xffffffff);
@@ -351,7 +494,7 @@ describe("SenderCore on random and replayed ACKs", () => {
               hi = lo - r.int(1, 100);
             }
             const cumPick = r.next();
-            const cum = cumPick < 0.6 ? Math.max(0, core.cumAcked + r.int(-100_000, 30_000)) : cumPick < 0.8 ? r.int(0, 0xffffffff) * TWO32 + r.int(0, 0xffffffff) : r.int(0, appended);
+            const cum = cumPick < 0.6 ? Math.max(0, core.ackedUpTo + r.int(-100_000, 30_000)) : cumPick < 0.8 ? r.int(0, 0xffffffff) * TWO32 + r.int(0, 0xffffffff) : r.int(0, appended);
             const limit = r.next() < 0.8 ? cum + RING : r.int(0, 0xffffffff) * TWO32;
             a = { link, cum, limit, ranges };
             if (acks.length < 2000) acks.push(a);
@@ -364,42 +507,43 @@ describe("SenderCore on random and replayed ACKs", () => {
           // A HELLO_ACK from another receiver is refused and changes nothing.
           expect(core.onHelloAck(link, now, r.int(0, 65535), INSTANCE + r.int(1, 1000), r.int(0, 0xffffffff))).toBe(false);
         } else {
-          core.tick(now, (x) => `dev${x}`);
+          core.tick(now);
           for (const l of [0, 1]) {
-            core.pingDue(l, now);
-            while (core.pollProbe(l, now));
+            if (core.pollPing(l) >= 0) core.onPingSent(l, now);
+            while (core.pollProbe(l)) core.onProbeSent(l, now);
           }
           // The shell sleeps until nextTimeout: a tick just before it finds no loss or probe
           // timer and no keepalive due on a link that stays up.
           const next = core.nextTimeout(now);
           if (next - now > 0.01) {
-            const was = core.links.map((l) => ({ state: l.state, lost: l.framesLost, pto: l.ptoCount }));
+            const links = () => [0, 1].map((k) => core.inspectLink(k));
+            const was = links().map((l) => ({ state: l.state, lost: l.framesLost, pto: l.ptoCount }));
             now = next - 0.001;
-            core.tick(now, (x) => `dev${x}`);
-            for (const l of core.links) {
+            core.tick(now);
+            for (const l of links()) {
               const w = was[l.index]!;
               if (w.state !== LinkState.Up || l.state !== LinkState.Up) continue;
-              if (l.framesLost !== w.lost || l.ptoCount !== w.pto || core.pingDue(l.index, now)) {
+              if (l.framesLost !== w.lost || l.ptoCount !== w.pto || core.pollPing(l.index) >= 0) {
                 throw new Error(where(seed, i, `link ${l.index}: a timer fell due before nextTimeout ${next}`));
               }
             }
           }
         }
         // Invariants after every step.
-        if (core.cumAcked > core.nextNew) throw new Error(where(seed, i, `cumAcked ${core.cumAcked} beyond sent ${core.nextNew}`));
-        if (core.nextNew > appended) throw new Error(where(seed, i, "sent beyond the appended stream"));
-        if (core.cumAcked < lastCum) throw new Error(where(seed, i, "cumAcked went back"));
-        lastCum = core.cumAcked;
-        for (const l of core.links) {
+        if (core.ackedUpTo > core.sentUpTo) throw new Error(where(seed, i, `cumAcked ${core.ackedUpTo} beyond sent ${core.sentUpTo}`));
+        if (core.sentUpTo > appended) throw new Error(where(seed, i, "sent beyond the appended stream"));
+        if (core.ackedUpTo < lastCum) throw new Error(where(seed, i, "cumAcked went back"));
+        lastCum = core.ackedUpTo;
+        for (const l of [0, 1].map((k) => core.inspectLink(k))) {
           if (l.bytesInFlight < 0 || l.packetsInFlight < 0) throw new Error(where(seed, i, `negative in flight on link ${l.index}`));
           if (l.oldestPn > l.pnNext || l.largestAcked >= l.pnNext) throw new Error(where(seed, i, `pn bookkeeping on link ${l.index}`));
           if (!(l.cwnd > 0 && Number.isFinite(l.cwnd) && Number.isFinite(l.srtt) && l.srtt >= 0)) {
             throw new Error(where(seed, i, `cwnd ${l.cwnd} srtt ${l.srtt} on link ${l.index}`));
           }
         }
-        if (core.phase === Phase.Failed) throw new Error(where(seed, i, `failed: ${core.failure}`));
+        if (core.phase === Phase.Failed) throw new Error(where(seed, i, `failed: ${JSON.stringify(core.failure)}`));
       }
-      console.log(`sender fuzz seed ${seed}: ${JSON.stringify(stats)}, cumAcked ${core.cumAcked} of ${core.nextNew} sent`);
+      console.log(`sender fuzz seed ${seed}: ${JSON.stringify(stats)}, cumAcked ${core.ackedUpTo} of ${core.sentUpTo} sent`);
       expect(stats.frames).toBeGreaterThan(10_000);
       expect(stats.resent).toBeGreaterThan(10);
     });
@@ -411,7 +555,7 @@ describe("SenderCore on random and replayed ACKs", () => {
       const core = new SenderCore({ linkCount: 1, mtus: [1500], weights: null, ringSize: 1 << 16, maxCwnd: 1 << 15, timing: defaultTiming(), now: 0 });
       core.onHelloAck(0, 0, 1500, 1, 1 << 16);
       provePaths(core, 0);
-      core.tick(0, () => "d");
+      core.tick(0);
       const total = r.int(0, 1 << 30), crc = r.int(0, 0xffffffff) >>> 0;
       const ended = r.next() < 0.8;
       if (ended) core.streamEnded(r.int(0, 1 << 16), total, crc);
@@ -519,7 +663,7 @@ describe("both cores through a lossy, duplicating, reordering, replaying channel
       }
       transit.splice(0, k);
       let busy = false;
-      sender.tick(now, String);
+      sender.tick(now);
       const target = Math.min(STREAM, sender.ringFreeUpTo() + RING);
       if (target > appended || (STREAM === 0 && !sender.ended)) {
         appended = target;
@@ -527,17 +671,23 @@ describe("both cores through a lossy, duplicating, reordering, replaying channel
         else sender.streamAppended(appended);
       }
       for (let l = 0; l < links; l++) {
-        if (sender.helloDue(l, now)) send(blank(true, l, "hello"));
-        if (sender.phase === Phase.Done) send(blank(true, l, "doneAck"));
-        if (sender.pingDue(l, now)) {
-          const p = blank(true, l, "ping");
-          p.pn = sender.links[l]!.pnNext - 1;
-          send(p);
+        if (sender.helloDue(l, now)) {
+          send(blank(true, l, "hello"));
+          sender.onHelloSent(l, now);
         }
-        while (sender.pollProbe(l, now)) {
+        if (sender.phase === Phase.Done) send(blank(true, l, "doneAck"));
+        const pingPn = sender.pollPing(l);
+        if (pingPn >= 0) {
+          const p = blank(true, l, "ping");
+          p.pn = pingPn;
+          send(p);
+          sender.onPingSent(l, now);
+        }
+        while (sender.pollProbe(l)) {
           const p = blank(true, l, "ping");
           p.pn = sender.probeTx.pn;
           send(p);
+          sender.onProbeSent(l, now);
         }
         for (let n = 0; n < 20 && sender.pollData(l, now); n++) {
           if (n === 19) busy = true;
@@ -548,24 +698,28 @@ describe("both cores through a lossy, duplicating, reordering, replaying channel
           send(d);
         }
       }
-      receiver.tick(now, String);
+      receiver.tick(now);
       // The reader checks every released byte.
       corrupt += mismatches(recvRing, consumed, receiver.cum);
       consumed = receiver.cum;
       receiver.setConsumed(consumed);
       if (consumed === STREAM && sender.ended && receiver.phase === RxPhase.Transfer) receiver.finished(now, STREAM, 0);
       for (let l = 0; l < links; l++) {
-        if (receiver.ackDue(l, now)) {
+        const ack = receiver.pollAck(l, now);
+        if (ack !== null) {
           const a = blank(false, l, "ack");
-          a.cum = receiver.cum;
-          a.limit = receiver.limit();
-          receiver.buildAck(l, now, (_i, hi, lo) => a.ranges.push(hi, lo));
+          a.cum = ack.cum;
+          a.limit = ack.limit;
+          for (let k = 0; k < ack.rangeCount; k++) a.ranges.push(ack.rangeAt(k, true), ack.rangeAt(k, false));
           send(a);
+          receiver.onAckSent(l, now);
         }
-        if (receiver.doneDue(l, now)) {
+        const done = receiver.pollDone(l, now);
+        if (done !== null) {
           const d = blank(false, l, "done");
-          d.cum = receiver.doneTotal;
+          d.cum = done.total;
           send(d);
+          receiver.onDoneSent(l, now);
         }
       }
       if (sender.phase >= Phase.Done && receiver.phase >= RxPhase.Done) break;
@@ -585,7 +739,7 @@ describe("both cores through a lossy, duplicating, reordering, replaying channel
       const what = `seed ${seed} (loss ${x.loss.toFixed(3)} dup ${x.dup.toFixed(3)} reorder ${x.reorder.toFixed(3)} replay ${x.replay.toFixed(3)}, ${x.STREAM} bytes)`;
       if (x.corrupt !== 0) throw new Error(`${what}: ${x.corrupt} corrupt bytes`);
       if (x.sender.phase !== Phase.Done || x.receiver.phase !== RxPhase.Done || x.consumed !== x.STREAM) {
-        throw new Error(`${what}: sender ${x.sender.phase} (${x.sender.failure}), receiver ${x.receiver.phase} (${x.receiver.failure}), ${x.consumed} bytes out at ${x.now.toFixed(0)} ms`);
+        throw new Error(`${what}: sender ${x.sender.phase} (${JSON.stringify(x.sender.failure)}), receiver ${x.receiver.phase} (${JSON.stringify(x.receiver.failure)}), ${x.consumed} bytes out at ${x.now.toFixed(0)} ms`);
       }
     }
     console.log(`cores fuzz: 200 runs, ${frames} frames`);

@@ -13,12 +13,12 @@ function startedSender(): SenderCore {
   expect(core.onHelloAck(0, 0, MTU, 1, 1 << 30)).toBe(true);
   // The path probes' round trip is no part of what these tests measure: forget its sample.
   provePaths(core, 0);
-  const l = core.links[0]!;
+  const l = core.inspectLink(0);
   const fresh = new SenderLink(0, MTU, 1);
   [l.srtt, l.rttvar, l.minRtt, l.latestRtt, l.hasRtt] = [fresh.srtt, fresh.rttvar, fresh.minRtt, fresh.latestRtt, fresh.hasRtt];
-  core.tick(0, () => "eth0");
+  core.tick(0);
   expect(core.phase).toBe(Phase.Transfer);
-  core.appended = 1 << 30;
+  core.streamAppended(1 << 30);
   return core;
 }
 
@@ -47,7 +47,7 @@ function warmUp(core: SenderCore, rounds: number, rtt: number): number {
 describe("RTT samples", () => {
   test("first sample as measured, then ack delay taken off unless that goes below the minimum", () => {
     const core = startedSender();
-    const l = core.links[0]!;
+    const l = core.inspectLink(0);
     const a = send(core, 0);
     ack(core, 10, a, a, 2); // the first sample is taken whole (RFC 9002 5.3)
     expect([l.srtt, l.rttvar, l.minRtt, l.latestRtt]).toEqual([10, 5, 10, 10]);
@@ -66,7 +66,7 @@ describe("RTT samples", () => {
 
   test("only a newly acknowledged largest packet gives a sample, timed from its own sending", () => {
     const core = startedSender();
-    const l = core.links[0]!;
+    const l = core.inspectLink(0);
     const a = send(core, 0);
     const b = send(core, 4);
     ack(core, 10, a, b); // b is the largest: 6 ms, not 10
@@ -85,7 +85,7 @@ describe("RTT samples", () => {
 describe("packet-threshold loss", () => {
   test("a packet three below the largest acknowledged is lost, its bytes resent first; the window halves", () => {
     const core = startedSender();
-    const l = core.links[0]!;
+    const l = core.inspectLink(0);
     const t = warmUp(core, 1, 100); // RTT 100 ms: no packet below is old enough for the time threshold
     const pns = [0, 1, 2, 3, 4].map(() => send(core, t));
     // Where each frame's bytes lie: back to back after the warm-up frame, payloadMax bytes each.
@@ -115,7 +115,7 @@ describe("packet-threshold loss", () => {
 describe("time-threshold loss", () => {
   test("a packet below the largest acknowledged is lost once 9/8 of the RTT old", () => {
     const core = startedSender();
-    const l = core.links[0]!;
+    const l = core.inspectLink(0);
     let t = warmUp(core, 20, 10); // srtt = latest RTT = 10: loss delay 11.25 ms
     send(core, t);
     const b = send(core, t + 5);
@@ -127,16 +127,16 @@ describe("time-threshold loss", () => {
     ack(core, t + 11, d, d); // 11 ms old: not yet
     expect(l.framesLost).toBe(1);
     expect(core.nextTimeout(t + 11)).toBeCloseTo(t + 11.25, 9); // the loss timer is set for it
-    core.tick(t + 11.2, () => "eth0");
+    core.tick(t + 11.2);
     expect(l.framesLost).toBe(1);
-    core.tick(t + 11.25, () => "eth0");
+    core.tick(t + 11.25);
     expect(l.framesLost).toBe(2);
     expect(l.packetsInFlight).toBe(0);
   });
 
   test("the loss delay follows the latest RTT when it exceeds the smoothed one (max(latest_rtt, smoothed_rtt))", () => {
     const core = startedSender();
-    const l = core.links[0]!;
+    const l = core.inspectLink(0);
     let t = 0;
     // Ten round trips of 10 ms: srtt settles at 10.
     for (let i = 0; i < 10; i++) {
@@ -155,9 +155,9 @@ describe("time-threshold loss", () => {
     expect(l.framesLost).toBe(0);
     expect(l.packetsInFlight).toBe(1);
     // Past 9/8 of the latest RTT it is.
-    core.tick(t + 112.4, () => "eth0");
+    core.tick(t + 112.4);
     expect(l.framesLost).toBe(0);
-    core.tick(t + 112.6, () => "eth0");
+    core.tick(t + 112.6);
     expect(l.framesLost).toBe(1);
   });
 });

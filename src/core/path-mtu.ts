@@ -65,20 +65,42 @@ export class PathMtu {
     this.search(now, false);
   }
 
-  /** Size to probe now (the largest still due), marked in flight; 0 for none. */
-  nextProbe(): number {
-    if (!this.searching) return 0;
+  /** Size to probe now (the largest still due); 0 for none. Changes nothing: see onProbeSent. */
+  probeDue(): number {
+    const i = this.dueIndex();
+    return i < 0 ? 0 : this.sizes[i]!;
+  }
+
+  /** The probe probeDue named went out: it is in flight. */
+  onProbeSent(size: number): void {
+    const i = this.dueIndex();
+    if (i < 0 || this.sizes[i] !== size) return;
+    this.state[i] = Size.InFlight;
+    this.tries[i]!++;
+  }
+
+  private dueIndex(): number {
+    if (!this.searching) return -1;
     for (let i = 0; i < this.sizes.length; i++) {
-      const size = this.sizes[i]!;
-      if (size <= this.proven) break;
+      if (this.sizes[i]! <= this.proven) break;
       const st = this.state[i]!;
-      if ((st === Size.Untried || st === Size.Lost) && this.tries[i]! < PROBE_TRIES) {
-        this.state[i] = Size.InFlight;
-        this.tries[i]!++;
-        return size;
-      }
+      if ((st === Size.Untried || st === Size.Lost) && this.tries[i]! < PROBE_TRIES) return i;
     }
-    return 0;
+    return -1;
+  }
+
+  /**
+   * When tick() next has work, as tick's arguments would be then: a search that is over ends at
+   * once, a suspected black hole is acted on when it has been quiet long enough, a smaller size
+   * is raised at its time. Acknowledgements and losses change this; the caller asks again then.
+   */
+  nextTimeout(now: number, heardRecently: boolean, holdMs: number): number {
+    if (this.searching) return this.searchOver(now) ? now : Infinity;
+    let t = this.raiseAt;
+    if (this.proven > 0 && this.bigLost >= BLACK_HOLE_LOSSES && heardRecently) {
+      t = Math.min(t, this.bigAckedAt + Math.max(BLACK_HOLE_MIN_MS, holdMs));
+    }
+    return t;
   }
 
   /** Returns true when the size in use changed. */

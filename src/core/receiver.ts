@@ -1,11 +1,14 @@
 // The receiving end of the protocol, with no I/O and no clock of its own: the shell feeds it
 // time and the frames that passed the codec's checks; it decides which data to keep, when
-// to acknowledge on which link, and when the run is over.
+// to acknowledge on which link, and when the run is over. Its verbs: on*() for what arrived,
+// tick() and nextTimeout() for time, pollAck()/pollDone() for what to send, each followed by
+// onAckSent()/onDoneSent() once the shell queued the frame.
 
 import { RangeSet } from "./range-set";
-import { expandPn, secondsText, type Timing } from "./timing";
-import { MAX_ACK_RANGES, TWO32 } from "../wire";
+import { expandPn, type Timing } from "./timing";
+import { MAX_ACK_RANGES, TWO32, type AckContent } from "../wire";
 import { EXIT_NO_PEER, EXIT_TRANSFER } from "../errors";
+import type { Failure } from "./failure";
 
 export const enum RxPhase {
   Listen = 0,
@@ -36,7 +39,41 @@ export interface ReceiverConfig {
   now: number;
 }
 
-export class ReceiverLink {
+/** An ACK due on a device (pollAck): where it goes, its packet number and what it says. Reused. */
+export class AckToSend implements AckContent {
+  senderLink = 0;
+  pn = 0;
+  cum = 0;
+  limit = 0;
+  delayUs = 0;
+  rangeCount = 0;
+  /** The packet numbers noted on the device, read highest range first. */
+  pns: RangeSet | null = null;
+  readonly rangeAt = (i: number, high: boolean): number => {
+    const r = this.pns!;
+    const k = r.count - 1 - i;
+    return high ? (r.end(k) - 1) % TWO32 : r.start(k) % TWO32;
+  };
+}
+
+/** A DONE due on a device (pollDone). Reused. */
+export interface DoneToSend {
+  senderLink: number;
+  total: number;
+  crc: number;
+}
+
+/** What the shell reports of a device, read-only. */
+export interface ReceiverLinkStats {
+  /** Whether a sender greeted on it (its link index is pinned). */
+  greeted: boolean;
+  framesReceived: number;
+  bytesReceived: number;
+  duplicates: number;
+  acksSent: number;
+}
+
+class ReceiverLink {
   /** Sender's index for this link, -1 until its HELLO arrives. */
   senderLink = -1;
   peerMac = new Uint8Array(6);
@@ -62,43 +99,64 @@ export class ReceiverLink {
 }
 
 export class ReceiverCore {
-  readonly links: ReceiverLink[] = [];
+  private readonly links: ReceiverLink[] = [];
   phase = RxPhase.Listen;
-  session = 0;
-  failure: string | null = null;
-  exitCode = 0;
+  private pinnedSession = 0;
+  failure: Failure | null = null;
+  /** The sender's HELLO offers a codec (it compresses). */
   compressed = false;
+  exitCode = 0;
 
   /** Stream bytes [0, cum) are in the ring. */
-  cum = 0;
+  private contiguousEnd = 0;
   /** Stream bytes below this have been written out; ring space below it is free. */
-  consumed = 0;
+  private consumedEnd = 0;
   private advertised = 0;
   /** After onData returned Store: copy the payload from this stream offset on. */
   storeFrom = 0;
   private readonly above = new RangeSet(STREAM_RANGES);
   private finishedAt = 0;
-  doneTotal = 0;
-  doneCrc = 0;
+  private readonly ackTx = new AckToSend();
+  private readonly doneTx: DoneToSend = { senderLink: 0, total: 0, crc: 0 };
   private lastHeardAny = -Infinity;
   /** A DATA or PING of this session arrived: from then on silence is a failure, not a mix-up. */
   private dataSeen = false;
   /** When the first HELLO arrived; null while listening. */
-  transferStart: number | null = null;
+  private startedAt: number | null = null;
 
   constructor(private readonly cfg: ReceiverConfig) {
     for (let i = 0; i < cfg.deviceCount; i++) this.links.push(new ReceiverLink(i));
   }
 
+  /** The session this run is pinned to (0 while listening). */
+  get session(): number {
+    return this.pinnedSession;
+  }
+
+  /** Stream bytes [0, cum) are in the ring. */
+  get cum(): number {
+    return this.contiguousEnd;
+  }
+
+  /** Stream bytes below this have been written out; ring space below it is free. */
+  get consumed(): number {
+    return this.consumedEnd;
+  }
+
+  /** When the first HELLO arrived; null while listening. */
+  get transferStart(): number | null {
+    return this.startedAt;
+  }
+
   limit(): number {
-    return this.consumed + this.cfg.ringSize;
+    return this.consumedEnd + this.cfg.ringSize;
   }
 
   /** Stream bytes at and above this offset are not in the ring: their ring space holds nothing
    * anyone reads, so frames may be received straight into it. */
   freshFrom(): number {
     const n = this.above.count;
-    return n > 0 ? Math.max(this.cum, this.above.end(n - 1)) : this.cum;
+    return n > 0 ? Math.max(this.contiguousEnd, this.above.end(n - 1)) : this.contiguousEnd;
   }
 
   // ---- inputs --------------------------------------------------------------------------
@@ -119,11 +177,11 @@ export class ReceiverCore {
   ): boolean {
     if (this.phase >= RxPhase.Finishing) return false;
     if (this.phase === RxPhase.Listen) {
-      this.session = session;
+      this.pinnedSession = session;
       this.compressed = (features & 1) !== 0;
       this.phase = RxPhase.Transfer;
-      this.transferStart = now;
-    } else if (session !== this.session) return false;
+      this.startedAt = now;
+    } else if (session !== this.pinnedSession) return false;
     const l = this.links[device];
     // A link is pinned to one sender link and one MAC for the whole run.
     for (const o of this.links) if (o !== l && o.senderLink === senderLink) return false;
@@ -152,20 +210,24 @@ export class ReceiverCore {
       l.ackNow = false;
     }
     this.phase = RxPhase.Listen;
-    this.session = 0;
-    this.transferStart = null;
+    this.pinnedSession = 0;
+    this.startedAt = null;
     this.lastHeardAny = -Infinity;
   }
 
   /** Checks a frame's session, link and source against what this run is pinned to. */
   authentic(device: number, session: number, senderLink: number, src: Uint8Array, srcOffset: number): boolean {
-    if (this.phase === RxPhase.Listen || session !== this.session) return false;
+    if (this.phase === RxPhase.Listen || session !== this.pinnedSession) return false;
     const l = this.links[device];
     return l.senderLink === senderLink && this.sameMac(l, src, srcOffset);
   }
 
   /** Any authentic frame on a device. */
-  heard(l: ReceiverLink, now: number): void {
+  onHeard(device: number, now: number): void {
+    this.heard(this.links[device], now);
+  }
+
+  private heard(l: ReceiverLink, now: number): void {
     l.lastHeard = now;
     if (now > this.lastHeardAny) this.lastHeardAny = now;
   }
@@ -181,15 +243,15 @@ export class ReceiverCore {
       return Accept.Drop;
     }
     let result: Accept;
-    if (end <= this.cum || this.above.contains(offset, end)) {
+    if (end <= this.contiguousEnd || this.above.contains(offset, end)) {
       result = Accept.Duplicate;
       l.duplicates++;
     } else {
       // Bytes below the contiguous end are in the ring already (or written out and their
       // space reused): only the rest may be copied.
-      this.storeFrom = Math.max(offset, this.cum);
-      if (offset <= this.cum) {
-        this.cum = end;
+      this.storeFrom = Math.max(offset, this.contiguousEnd);
+      if (offset <= this.contiguousEnd) {
+        this.contiguousEnd = end;
         this.absorb();
       } else if (!this.above.add(offset, end)) {
         l.dropped++;
@@ -214,7 +276,7 @@ export class ReceiverCore {
 
   /** The output stage wrote and released stream bytes below `offset`. */
   setConsumed(offset: number): void {
-    if (offset > this.consumed) this.consumed = offset;
+    if (offset > this.consumedEnd) this.consumedEnd = offset;
   }
 
   /** The output stage verified the END record and wrote everything. */
@@ -222,8 +284,8 @@ export class ReceiverCore {
     if (this.phase !== RxPhase.Transfer) return;
     this.phase = RxPhase.Finishing;
     this.finishedAt = now;
-    this.doneTotal = total;
-    this.doneCrc = crc;
+    this.doneTx.total = total;
+    this.doneTx.crc = crc;
   }
 
   onDoneAck(): void {
@@ -237,24 +299,25 @@ export class ReceiverCore {
       this.phase = RxPhase.Done;
       return;
     }
-    this.fail(`sender aborted: ${reason}`, EXIT_TRANSFER);
+    this.fail({ kind: "aborted", reason }, EXIT_TRANSFER);
   }
 
-  fail(reason: string, exitCode: number): void {
+  /** The run fails: with a Failure the core found, or the shell's own message. */
+  fail(failure: Failure | string, exitCode: number): void {
     if (this.phase === RxPhase.Failed || this.phase === RxPhase.Done) return;
     this.phase = RxPhase.Failed;
-    this.failure = reason;
+    this.failure = typeof failure === "string" ? { kind: "message", text: failure } : failure;
     this.exitCode = exitCode;
   }
 
   // ---- time ----------------------------------------------------------------------------
 
-  tick(now: number, deviceName: (device: number) => string): void {
+  tick(now: number): void {
     if (this.phase === RxPhase.Listen) {
       const waitMs = this.cfg.timing.waitMs;
       if (waitMs > 0 && now - this.cfg.now > waitMs) {
-        const names = this.links.map((l) => deviceName(l.device)).join(", ");
-        this.fail(`no sender appeared on ${names} within ${secondsText(waitMs)}`, EXIT_NO_PEER);
+        const links = this.links.map((l) => l.device);
+        this.fail({ kind: "no-peer", links, waitedMs: waitMs, busyLinks: [] }, EXIT_NO_PEER);
       }
       return;
     }
@@ -270,27 +333,35 @@ export class ReceiverCore {
         this.relisten();
         return;
       }
-      const names = this.links.filter((l) => l.senderLink >= 0).map((l) => deviceName(l.device));
-      this.fail(
-        `sender lost: nothing heard on ${names.join(", ")} for ${secondsText(this.cfg.timing.peerTimeoutMs)}`,
-        EXIT_TRANSFER,
-      );
+      const links = this.links.filter((l) => l.senderLink >= 0).map((l) => l.device);
+      this.fail({ kind: "peer-lost", links, ms: this.cfg.timing.peerTimeoutMs }, EXIT_TRANSFER);
     }
   }
 
+  /**
+   * Absolute time of the next timer: the -w wait while listening, the linger and the DONE
+   * repeats while finishing, the peer timeout, delayed ACKs and keepalives. Before it, tick()
+   * changes nothing and pollAck()/pollDone() answer as they do now, unless a frame arrives.
+   */
   nextTimeout(now: number): number {
-    let t = now + this.cfg.timing.keepaliveMs;
+    const timing = this.cfg.timing;
+    if (this.phase === RxPhase.Done || this.phase === RxPhase.Failed) return Infinity;
+    if (this.phase === RxPhase.Listen) return timing.waitMs > 0 ? Math.max(now, this.cfg.now + timing.waitMs + 1) : Infinity;
+    let t = Infinity;
+    if (this.phase === RxPhase.Finishing) t = this.finishedAt + timing.lingerMs + 1;
+    else t = this.lastHeardAny + timing.peerTimeoutMs + 1;
     for (const l of this.links) {
       if (l.senderLink < 0) continue;
-      if (l.pending > 0) t = Math.min(t, l.firstPendingTime + this.cfg.timing.maxAckDelayMs);
-      t = Math.min(t, l.lastSent + this.cfg.timing.keepaliveMs);
+      if (l.pending > 0) t = Math.min(t, l.firstPendingTime + timing.maxAckDelayMs);
+      t = Math.min(t, l.lastSent + timing.keepaliveMs);
+      if (this.phase === RxPhase.Finishing) t = Math.min(t, l.lastDone + timing.keepaliveMs / 2);
     }
     return Math.max(t, now);
   }
 
   // ---- outputs -------------------------------------------------------------------------
 
-  /** Should an ACK go out on this device now? */
+  /** Should an ACK go out on this device now? (A question only: it changes nothing.) */
   ackDue(device: number, now: number): boolean {
     const l = this.links[device];
     if (l.senderLink < 0 || (this.phase !== RxPhase.Transfer && this.phase !== RxPhase.Finishing)) return false;
@@ -301,33 +372,65 @@ export class ReceiverCore {
     return this.limit() - this.advertised >= this.cfg.ringSize / 4;
   }
 
-  /** DONE due on this device (every keepalive period while finishing)? */
-  doneDue(device: number, now: number): boolean {
-    const l = this.links[device];
-    if (this.phase !== RxPhase.Finishing || l.senderLink < 0) return false;
-    if (now - l.lastDone < this.cfg.timing.keepaliveMs / 2) return false;
-    l.lastDone = now;
-    l.lastSent = now;
-    return true;
+  /** The ACK due on this device now, or null; nothing changes until onAckSent. */
+  pollAck(device: number, now: number): AckToSend | null {
+    return this.ackDue(device, now) ? this.ackContent(device, now) : null;
   }
 
-  /**
-   * Fills in an ACK for this device: the shell passes a writer for (high, low) pairs.
-   * Returns the number of ranges written. Marks the acknowledgement as sent.
-   */
-  buildAck(device: number, now: number, writeRange: (i: number, high: number, low: number) => void): number {
+  /** What an ACK on this device would say now, due or not. Changes nothing. */
+  ackContent(device: number, now: number): AckToSend {
     const l = this.links[device];
-    const ranges = l.pns;
-    let n = 0;
-    for (let i = ranges.count - 1; i >= 0 && n < MAX_ACK_RANGES; i--) {
-      writeRange(n++, (ranges.end(i) - 1) % TWO32, ranges.start(i) % TWO32);
-    }
+    const a = this.ackTx;
+    a.senderLink = l.senderLink;
+    a.pn = l.pnNext;
+    a.cum = this.contiguousEnd;
+    a.limit = this.limit();
+    a.delayUs = this.ackDelayUs(device, now);
+    a.pns = l.pns;
+    a.rangeCount = Math.min(l.pns.count, MAX_ACK_RANGES);
+    return a;
+  }
+
+  /** The ACK pollAck gave for this device went out: it used its packet number and said its limit. */
+  onAckSent(device: number, now: number): void {
+    const l = this.links[device];
+    l.pnNext++;
     l.pending = 0;
     l.ackNow = false;
     l.lastSent = now;
     l.acksSent++;
     this.advertised = this.limit();
-    return n;
+  }
+
+  /** The DONE due on this device now (every half keepalive period while finishing), or null. */
+  pollDone(device: number, now: number): DoneToSend | null {
+    const l = this.links[device];
+    if (this.phase !== RxPhase.Finishing || l.senderLink < 0) return null;
+    if (now - l.lastDone < this.cfg.timing.keepaliveMs / 2) return null;
+    this.doneTx.senderLink = l.senderLink;
+    return this.doneTx;
+  }
+
+  onDoneSent(device: number, now: number): void {
+    const l = this.links[device];
+    l.lastDone = now;
+    l.lastSent = now;
+  }
+
+  /** The sender's link index pinned to this device, -1 if none greeted on it. */
+  senderLinkOf(device: number): number {
+    return this.links[device].senderLink;
+  }
+
+  linkStats(device: number): ReceiverLinkStats {
+    const l = this.links[device];
+    return {
+      greeted: l.senderLink >= 0,
+      framesReceived: l.framesReceived,
+      bytesReceived: l.bytesReceived,
+      duplicates: l.duplicates,
+      acksSent: l.acksSent,
+    };
   }
 
   ackDelayUs(device: number, now: number): number {
@@ -339,8 +442,8 @@ export class ReceiverCore {
 
   private absorb(): void {
     // Pull in ranges that the new contiguous end reaches.
-    while (this.above.count > 0 && this.above.start(0) <= this.cum) {
-      if (this.above.end(0) > this.cum) this.cum = this.above.end(0);
+    while (this.above.count > 0 && this.above.start(0) <= this.contiguousEnd) {
+      if (this.above.end(0) > this.contiguousEnd) this.contiguousEnd = this.above.end(0);
       this.above.dropFirst();
     }
   }

@@ -1,12 +1,16 @@
 // The sending end of the protocol, with no I/O and no clock of its own: the shell feeds it
 // time, acknowledgements and how much of the wire stream is ready; it answers with which
 // frames to send on which link. Loss recovery follows RFC 9002: packet numbers per link,
-// packet and time thresholds, probe timeouts, a NewReno window per link.
+// packet and time thresholds, probe timeouts, a NewReno window per link. Its verbs: on*() for
+// what arrived, tick() and nextTimeout() for time, helloDue()/pollPing()/pollProbe() for what to
+// send, each followed by onHelloSent()/onPingSent()/onProbeSent() once the shell queued the
+// frame, and pollData() for DATA (asked only when the shell has room for the frame).
 
 import { RangeSet } from "./range-set";
 import { PathMtu, type MtuChange } from "./path-mtu";
-import { expandPn, secondsText, type Timing } from "./timing";
+import { expandPn, type Timing } from "./timing";
 import { EXIT_NO_PEER, EXIT_TRANSFER } from "../errors";
+import type { Failure } from "./failure";
 import { dataPayloadMax } from "../wire";
 import { hex } from "../record";
 
@@ -121,6 +125,25 @@ export class SenderLink {
   }
 }
 
+/** What the shell reports of a link, read-only. */
+export interface SenderLinkStats {
+  state: LinkState;
+  /** The size DATA frames are cut to, proven end to end (0: none yet). */
+  provenMtu: number;
+  /** The smaller of both ends' MTUs once the receiver answered (0 before). */
+  ceilingMtu: number;
+  peerMtu: number;
+  framesSent: number;
+  bytesSent: number;
+  framesRetransmitted: number;
+  bytesRetransmitted: number;
+  framesLost: number;
+  acksReceived: number;
+  timesDown: number;
+  /** Smoothed RTT, null before the first sample. */
+  srttMs: number | null;
+}
+
 /** What pollProbe decided: a PING padded to `mtu` bytes after the Ethernet header. */
 export interface ProbeFrame {
   pn: number;
@@ -139,21 +162,24 @@ export interface DataFrame {
 }
 
 export class SenderCore {
-  readonly links: SenderLink[] = [];
+  private readonly links: SenderLink[] = [];
   phase = Phase.Discover;
-  failure: string | null = null;
+  failure: Failure | null = null;
   exitCode = 0;
 
   /** End of the wire-stream bytes the shell has placed in the ring. */
-  appended = 0;
-  nextNew = 0;
-  cumAcked = 0;
-  peerLimit = 0;
-  ended = false;
-  endOffset = Infinity;
-  streamTotal = 0;
-  streamCrc = 0;
-  doneAckDue = 0;
+  private appended = 0;
+  /** Stream bytes below this were given to a link at least once. */
+  private nextNew = 0;
+  /** Stream bytes below this the receiver acknowledged. */
+  private cumAcked = 0;
+  private peerLimit = 0;
+  private endQueued = false;
+  private endOffset = Infinity;
+  private streamTotal = 0;
+  private streamCrc = 0;
+  /** DONE_ACKs still to send once DONE came. */
+  private doneAcksDue = 0;
 
   private readonly retx = new RangeSet(RETX_CAPACITY);
   /** When cumAcked last moved, was last level with nextNew, or the stall in tick() was acted on. */
@@ -177,9 +203,13 @@ export class SenderCore {
   }
   readonly tx: DataFrame = { pn: 0, offset: 0, len: 0, retransmit: false };
   readonly probeTx: ProbeFrame = { pn: 0, mtu: 0 };
+  /** When the receiver was last heard on any link. */
+  private lastHeardAny = -Infinity;
   private readonly events: SenderEvent[] = [];
   /** When the stream last made progress: acknowledged further, or nothing was owed. */
   private progressAt = -Infinity;
+  /** When a PING or path probe was last newly acknowledged. */
+  private pingAckedAt = -Infinity;
 
   /** The next event for the user, if any. */
   pollEvent(): SenderEvent | undefined {
@@ -202,7 +232,7 @@ export class SenderCore {
     if (this.receiverInstance === -1) this.receiverInstance = instance;
     else if (instance !== this.receiverInstance) return false;
     const l = this.links[link];
-    l.lastHeard = now;
+    this.heard(l, now);
     if (l.state === LinkState.Probing) {
       l.peerMtu = peerMtu;
       const ceiling = Math.min(l.mtu, peerMtu);
@@ -223,7 +253,7 @@ export class SenderCore {
   /** Any authentic frame from the receiver on this link. */
   onHeard(link: number, now: number): void {
     const l = this.links[link];
-    l.lastHeard = now;
+    this.heard(l, now);
     if (l.state === LinkState.Down) {
       l.state = LinkState.Up;
       l.ptoCount = 0;
@@ -282,6 +312,7 @@ export class SenderCore {
           newlyAcked += len;
           if (sane && pn === largest) largestNewlyAcked = true;
           l.sentState[slot] = Sent.Acked;
+          if (len === 0) this.pingAckedAt = now;
           if (l.sentProbe[slot] !== 0) {
             if (l.path.onProbeAcked(l.sentProbe[slot], now)) this.syncFrameMax(l);
           } else if (len > 0 && l.path.isBig(len)) l.path.onBigDataAcked(now);
@@ -310,7 +341,7 @@ export class SenderCore {
     if (this.phase === Phase.Done || this.phase === Phase.Failed) return;
     // The receiver sends DONE only after it verified the END record, so it may overtake the
     // last acknowledgements; before END is even queued it can only be stale.
-    if (!this.ended) return;
+    if (!this.endQueued) return;
     if (total !== this.streamTotal || crc !== this.streamCrc) {
       this.fail(
         `receiver wrote ${total} bytes with CRC-32 ${hex(crc)}, but ${this.streamTotal} bytes with CRC-32 ${hex(this.streamCrc)} were sent`,
@@ -319,12 +350,12 @@ export class SenderCore {
       return;
     }
     this.phase = Phase.Done;
-    this.doneAckDue = 2;
+    this.doneAcksDue = 2;
   }
 
   onAbort(reason: string): void {
     if (this.phase === Phase.Done || this.phase === Phase.Failed) return;
-    this.fail(`receiver aborted: ${reason}`, EXIT_TRANSFER);
+    this.fail({ kind: "aborted", reason }, EXIT_TRANSFER);
   }
 
   /** The shell placed wire-stream bytes up to `end` in the ring. */
@@ -335,7 +366,7 @@ export class SenderCore {
   /** The END record is in the ring; the stream ends at `end`. */
   streamEnded(end: number, total: number, crc: number): void {
     this.appended = end;
-    this.ended = true;
+    this.endQueued = true;
     this.endOffset = end;
     this.streamTotal = total;
     this.streamCrc = crc;
@@ -346,17 +377,18 @@ export class SenderCore {
     return this.cumAcked;
   }
 
-  fail(reason: string, exitCode: number): void {
+  /** The run fails: with a Failure the core found, or the shell's own message. */
+  fail(failure: Failure | string, exitCode: number): void {
     if (this.phase === Phase.Failed) return;
     this.phase = Phase.Failed;
-    this.failure = reason;
+    this.failure = typeof failure === "string" ? { kind: "message", text: failure } : failure;
     this.exitCode = exitCode;
   }
 
   // ---- time ----------------------------------------------------------------------------
 
   /** Runs every timer that is due. Cheap enough to call on every loop turn. */
-  tick(now: number, deviceName: (link: number) => string): void {
+  tick(now: number): void {
     if (this.phase === Phase.Failed || this.phase === Phase.Done) return;
     let lastHeardAny = -Infinity;
     let anyUp = false;
@@ -379,14 +411,8 @@ export class SenderCore {
       const waitMs = this.cfg.timing.waitMs;
       if (this.firstAnswer === -Infinity) {
         if (waitMs > 0 && now - this.started >= waitMs) {
-          const names = this.links.map((l) => deviceName(l.index)).join(", ");
-          const busy = [...this.busyOn].map(deviceName).join(", ");
-          this.fail(
-            busy
-              ? `no free receiver on ${names} within ${secondsText(waitMs)}: the receiver on ${busy} is busy with another transfer`
-              : `no receiver answered on ${names} within ${secondsText(waitMs)} (is 'l2pipe -r' running on the other host?)`,
-            EXIT_NO_PEER,
-          );
+          const links = this.links.map((l) => l.index);
+          this.fail({ kind: "no-peer", links, waitedMs: waitMs, busyLinks: [...this.busyOn] }, EXIT_NO_PEER);
         }
         return;
       }
@@ -400,15 +426,13 @@ export class SenderCore {
       return;
     }
 
-    if (now - lastHeardAny > this.cfg.timing.peerTimeoutMs) {
-      const names = this.links.filter((l) => l.state !== LinkState.Probing).map((l) => deviceName(l.index));
-      this.fail(
-        `receiver lost: nothing heard on ${names.join(", ")} for ${secondsText(this.cfg.timing.peerTimeoutMs)}`,
-        EXIT_TRANSFER,
-      );
+    // At the same moment as the watchdog's, this one wins: silence is the simpler explanation.
+    if (now - lastHeardAny >= this.cfg.timing.peerTimeoutMs) {
+      const links = this.links.filter((l) => l.state !== LinkState.Probing).map((l) => l.index);
+      this.fail({ kind: "peer-lost", links, ms: this.cfg.timing.peerTimeoutMs }, EXIT_TRANSFER);
       return;
     }
-    if (this.watchdog(now, deviceName)) return;
+    if (this.watchdog(now)) return;
     if (!anyUp) return;
     if (this.cumAcked >= this.nextNew) this.cumMovedAt = now;
     else if (now - this.cumMovedAt >= this.cfg.timing.linkDownMs) {
@@ -419,56 +443,116 @@ export class SenderCore {
       this.cumMovedAt = now;
       this.retx.add(this.cumAcked, Math.min(this.nextNew, this.cumAcked + STALL_RESEND));
     }
-    if (this.phase === Phase.Transfer && this.ended && this.cumAcked >= this.endOffset) this.phase = Phase.Finishing;
+    if (this.phase === Phase.Transfer && this.endQueued && this.cumAcked >= this.endOffset) this.phase = Phase.Finishing;
   }
 
-  /** Absolute time when tick() next has work; the shell sleeps until then at most. */
+  /**
+   * Absolute time when tick() next has work or a HELLO or PING falls due; the shell sleeps until
+   * then at most. It covers every timer: HELLO repeats, the -w wait and the gathering of links,
+   * keepalives (up and down links), loss and probe timeouts, a link's silence, the path-MTU
+   * timers, the peer timeout, the progress watchdog and the stall resend. Frames arriving change
+   * it: the shell asks again after each turn.
+   */
   nextTimeout(now: number): number {
-    let t = now + this.cfg.timing.keepaliveMs;
-    if (this.phase === Phase.Discover) return Math.min(t, now + 10);
+    if (this.phase === Phase.Failed || this.phase === Phase.Done) return Infinity;
+    const timing = this.cfg.timing;
+    let t = Infinity;
     for (const l of this.links) {
-      if (l.state === LinkState.Probing) t = Math.min(t, l.nextHello);
+      if (l.state === LinkState.Probing) {
+        t = Math.min(t, l.nextHello);
+        continue;
+      }
+      if (this.pollPing(l.index) >= 0) return now;
+      t = Math.min(t, l.lastSent + timing.keepaliveMs);
       if (l.state !== LinkState.Up) continue;
-      t = Math.min(t, l.lastSent + this.cfg.timing.keepaliveMs);
+      // The link is taken down once silent for longer than this.
+      t = Math.min(t, l.lastHeard + timing.linkDownMs + 1);
       if (l.packetsInFlight > 0) t = Math.min(t, this.lossDeadline(l));
+      const heardRecently = now - l.lastHeard <= 2 * timing.keepaliveMs;
+      t = Math.min(t, l.path.nextTimeout(now, heardRecently, 3 * l.pto()));
+    }
+    if (this.phase === Phase.Discover) {
+      if (this.firstAnswer === -Infinity) {
+        if (timing.waitMs > 0) t = Math.min(t, this.started + timing.waitMs);
+      } else {
+        t = Math.min(t, this.links.every((l) => l.state === LinkState.Up) ? now : this.firstAnswer + timing.gatherMs);
+      }
+      return Math.max(t, now);
+    }
+    t = Math.min(t, this.lastHeardAny + timing.peerTimeoutMs);
+    if (this.phase === Phase.Transfer) {
+      const owed = Math.min(this.appended, this.peerLimit) > this.cumAcked;
+      if (owed && this.answeredSinceProgress()) t = Math.min(t, this.progressAt + timing.peerTimeoutMs);
+      // The stall resend (tick acts on it only while some link is up).
+      const anyUp = this.links.some((l) => l.state === LinkState.Up);
+      if (anyUp && this.cumAcked < this.nextNew) t = Math.min(t, this.cumMovedAt + timing.linkDownMs);
     }
     return Math.max(t, now);
   }
 
   // ---- outputs -------------------------------------------------------------------------
 
-  /** HELLO due on this link now? (Marks it sent.) */
+  /** HELLO due on this link now? A question only: onHelloSent once it is queued. */
   helloDue(link: number, now: number): boolean {
     const l = this.links[link];
     if (l.state !== LinkState.Probing || this.phase >= Phase.Done) return false;
-    if (now < l.nextHello) return false;
+    return now >= l.nextHello;
+  }
+
+  onHelloSent(link: number, now: number): void {
+    const l = this.links[link];
     // Fast at first, then calmer for links that never answer.
     const slow = this.phase !== Phase.Discover || now - this.started > 3000;
     l.nextHello = now + (slow ? 5 : 1) * this.cfg.timing.helloIntervalMs;
     l.lastSent = now;
-    return true;
   }
 
-  /** PING due on this link? If so, it takes a packet number and is acknowledged like data. */
-  pingDue(link: number, now: number): boolean {
+  /**
+   * The packet number of the PING due on this link, or -1 for none. A question only: the PING
+   * takes its number and is acknowledged like data once onPingSent says it was queued.
+   */
+  pollPing(link: number): number {
     const l = this.links[link];
-    if (!l.pingDue || this.phase === Phase.Discover || this.phase >= Phase.Done) return false;
-    if (l.pnNext - l.oldestPn >= SENT_CAPACITY) return false;
+    if (!l.pingDue || this.phase === Phase.Discover || this.phase >= Phase.Done) return -1;
+    if (l.pnNext - l.oldestPn >= SENT_CAPACITY) return -1;
+    return l.pnNext;
+  }
+
+  onPingSent(link: number, now: number): void {
+    const l = this.links[link];
     l.pingDue = false;
     this.recordSent(l, now, 0, 0);
-    return true;
   }
 
-  /** Path probe due on this link now, in this.probeTx (it takes a packet number); false for none. */
-  pollProbe(link: number, now: number): boolean {
+  /**
+   * Path probe due on this link now, in this.probeTx (its packet number and size); false for
+   * none. A question only: onProbeSent once it is queued.
+   */
+  pollProbe(link: number): boolean {
     const l = this.links[link];
     if (l.state !== LinkState.Up || this.phase >= Phase.Done) return false;
     if (l.pnNext - l.oldestPn >= SENT_CAPACITY) return false;
-    const mtu = l.path.nextProbe();
+    const mtu = l.path.probeDue();
     if (mtu === 0) return false;
     this.probeTx.mtu = mtu;
-    this.probeTx.pn = this.recordSent(l, now, 0, 0, mtu);
+    this.probeTx.pn = l.pnNext;
     return true;
+  }
+
+  onProbeSent(link: number, now: number): void {
+    const l = this.links[link];
+    l.path.onProbeSent(this.probeTx.mtu);
+    this.recordSent(l, now, 0, 0, this.probeTx.mtu);
+  }
+
+  /** DONE_ACKs are due (the receiver's DONE matched): one per link per turn, twice. */
+  doneAckDue(): boolean {
+    return this.phase === Phase.Done && this.doneAcksDue > 0;
+  }
+
+  /** A round of DONE_ACKs went out. */
+  onDoneAcksSent(): void {
+    if (this.doneAcksDue > 0) this.doneAcksDue--;
   }
 
   /** Next DATA frame for this link, in this.tx; false when the link has nothing to send. */
@@ -529,7 +613,66 @@ export class SenderCore {
     return this.retx.count > 0 || this.nextNew < Math.min(this.appended, this.peerLimit);
   }
 
+  // ---- read-only views -----------------------------------------------------------------
+
+  /** The END record is in the ring (streamEnded was called). */
+  get ended(): boolean {
+    return this.endQueued;
+  }
+
+  get linkCount(): number {
+    return this.links.length;
+  }
+
+  /** Stream bytes given to links at least once (the rest of what was appended waits). */
+  get sentUpTo(): number {
+    return this.nextNew;
+  }
+
+  /** End of the stream bytes the shell appended. */
+  get appendedUpTo(): number {
+    return this.appended;
+  }
+
+  /** Stream bytes the receiver acknowledged, all below this. */
+  get ackedUpTo(): number {
+    return this.cumAcked;
+  }
+
+  /** The receiver's flow-control limit: stream bytes below it may be sent. */
+  get limit(): number {
+    return this.peerLimit;
+  }
+
+  linkStats(link: number): SenderLinkStats {
+    const l = this.links[link];
+    return {
+      state: l.state,
+      provenMtu: l.path.proven,
+      ceilingMtu: l.path.ceiling,
+      peerMtu: l.peerMtu,
+      framesSent: l.framesSent,
+      bytesSent: l.bytesSent,
+      framesRetransmitted: l.framesRetransmitted,
+      bytesRetransmitted: l.bytesRetransmitted,
+      framesLost: l.framesLost,
+      acksReceived: l.acksReceived,
+      timesDown: l.timesDown,
+      srttMs: l.hasRtt ? l.srtt : null,
+    };
+  }
+
+  /** The link's live state, for unit tests of the RTT and loss arithmetic; the shells use linkStats. */
+  inspectLink(link: number): SenderLink {
+    return this.links[link];
+  }
+
   // ---- internals -----------------------------------------------------------------------
+
+  private heard(l: SenderLink, now: number): void {
+    l.lastHeard = now;
+    if (now > this.lastHeardAny) this.lastHeardAny = now;
+  }
 
   private frameLength(l: SenderLink, start: number, end: number): number {
     const ring = this.cfg.ringSize;
@@ -710,28 +853,32 @@ export class SenderCore {
 
   /**
    * The stream owes the receiver data it has room for, yet nothing new was acknowledged for
-   * the timeout, although the receiver is heard (else the peer timeout fires first): the path
-   * drops what carries the data. Fail rather than resend forever.
+   * the timeout, although the receiver was heard since (else the peer timeout fires first): the
+   * path drops what carries the data. Fail rather than resend forever.
    */
-  private watchdog(now: number, deviceName: (link: number) => string): boolean {
+  private watchdog(now: number): boolean {
     if (this.phase !== Phase.Transfer) return false;
     const owed = Math.min(this.appended, this.peerLimit) > this.cumAcked;
     if (!owed) {
       this.progressAt = now;
       return false;
     }
-    if (now - this.progressAt < this.cfg.timing.peerTimeoutMs) return false;
-    // A receiver not heard lately is the peer timeout's to name, not this one's.
-    if (!this.links.some((l) => now - l.lastHeard <= this.cfg.timing.linkDownMs)) return false;
+    if (!this.answeredSinceProgress() || now - this.progressAt < this.cfg.timing.peerTimeoutMs) return false;
     const used = this.links.filter((l) => l.state === LinkState.Up);
-    const names = used.map((l) => deviceName(l.index)).join(", ");
-    const sizes = used.map((l) => (l.frameMax > 0 ? `${l.path.proven}` : "none")).join(", ");
-    this.fail(
-      `no progress for ${secondsText(this.cfg.timing.peerTimeoutMs)}: the receiver answers on ${names || "no link"} but acknowledges none ` +
-        `of the data sent since (frame size in use: ${sizes}); the path between the hosts drops DATA frames`,
-      EXIT_TRANSFER,
-    );
+    const links = used.map((l) => l.index);
+    const sizes = used.map((l) => (l.frameMax > 0 ? l.path.proven : 0));
+    this.fail({ kind: "no-progress", links, sizes, ms: this.cfg.timing.peerTimeoutMs }, EXIT_TRANSFER);
     return true;
+  }
+
+  /**
+   * Did the receiver acknowledge a PING or path probe after the stream last made progress? Then
+   * it answers, and the path drops what carries the data. A receiver that went silent when the
+   * progress stopped (its last frames a moment later) is lost instead: its peer timeout, due a
+   * moment after the watchdog's, says so.
+   */
+  private answeredSinceProgress(): boolean {
+    return this.pingAckedAt > this.progressAt;
   }
 
   /** Time since the transfer began (since start-up while still looking for the receiver). */

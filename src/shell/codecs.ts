@@ -5,7 +5,7 @@ import { loadLz4, type Lz4 } from "../../ffi/lz4";
 import { loadZstd, type Zstd } from "../../ffi/zstd";
 import { CODEC_LZ4, CODEC_NONE, codecName, Encoder, type CodecWord } from "../codec";
 import { AUTO_LADDER, CodecPolicy, type PolicyTotals, type Rung } from "../core/codec-policy";
-import type { CompressPool } from "../compress-pool";
+import type { CompressPool } from "../workers/compress-pool";
 import type { Options } from "../cli";
 import { systemError } from "../errors";
 import { FEATURE_LZ4, FEATURE_ZSTD } from "../wire";

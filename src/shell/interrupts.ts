@@ -4,6 +4,18 @@ import { EXIT_SIGNAL_BASE } from "../errors";
 
 const SIGNALS: Record<string, number> = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 };
 
+/**
+ * Longest sleep of an event loop in poll(). The cores' nextTimeout covers every protocol timer,
+ * but a signal handler runs only in Bun's event loop, which the loops enter between their
+ * sleeps (breathe), and -p progress is redrawn there too: so they wake at least this often.
+ */
+export const MAX_SLEEP_MS = 50;
+
+/** Milliseconds to sleep in poll() until an absolute deadline (Infinity: none), at most MAX_SLEEP_MS. */
+export function sleepMs(deadline: number, now: number): number {
+  return Math.max(0, Math.min(MAX_SLEEP_MS, Math.ceil(deadline - now)));
+}
+
 export class Interrupts {
   private received: string | null = null;
 

@@ -5,16 +5,13 @@ import { lookupDevice, type Device } from "./device";
 import { PacketSocket } from "./packet-socket";
 import { Poller, POLLOUT, addressOf } from "../../ffi/libc";
 import {
-  COMMON_END, DATA_HEADER, DONE_LEN, ETH_HEADER, FrameCrc, FrameType, HELLO_LEN, MAX_ABORT_TEXT, MIN_FRAME,
-  OFF_ABORT_CODE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_CRC, OFF_DATA_OFFSET, OFF_DONE_CRC, OFF_DONE_TOTAL,
-  OFF_HELLO_FEATURES, OFF_HELLO_INSTANCE, OFF_HELLO_LINKS, OFF_HELLO_MTU, OFF_HELLO_NAME, OFF_HELLO_WINDOW,
-  OFF_LEN, OFF_TYPE, readU64, sealFrame, verifyFrame, verifySplitFrame, writeHeader, writeU64,
+  type AckContent, COMMON_END, DATA_HEADER, ETH_HEADER, FrameCrc, FrameType, MIN_FRAME, MIN_MTU,
+  OFF_CRC, OFF_DATA_OFFSET, OFF_LEN, OFF_TYPE, buildAbort, buildAck, buildDone, buildHello, buildHelloAck,
+  probePadding, readU64, sealFrame, sealProbe, verifyFrame, verifySplitFrame, writeHeader, writeU64,
 } from "../wire";
 import { usageError } from "../errors";
 
 export const BROADCAST = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
-/** Smallest MTU that leaves room for a useful DATA payload. */
-export const MIN_MTU = 576;
 const BATCH = 64;
 /** Padding of path probes: zeros, sent by the kernel straight from here. Big enough for any MTU. */
 const PROBE_PADDING = new Uint8Array(1 << 16);
@@ -155,14 +152,7 @@ export class Link {
   sendHello(session: number, linkCount: number, features: number): boolean {
     const base = this.begin(FrameType.Hello, session, this.index, 0, BROADCAST);
     if (base < 0) return false;
-    const v = this.socket.txView;
-    v.setUint8(base + OFF_HELLO_LINKS, linkCount);
-    v.setUint16(base + OFF_HELLO_MTU, this.device.mtu);
-    v.setUint32(base + OFF_HELLO_FEATURES, features);
-    v.setUint32(base + OFF_HELLO_INSTANCE, 0);
-    v.setUint32(base + OFF_HELLO_WINDOW, 0);
-    this.writeName(base);
-    this.commit(base, base + HELLO_LEN);
+    this.commit(base, buildHello(this.socket.txView, base, linkCount, this.device.mtu, features, this.device.name));
     return true;
   }
 
@@ -170,14 +160,7 @@ export class Link {
   sendHelloAck(session: number, senderLink: number, instance: number, window: number, features: number): boolean {
     const base = this.begin(FrameType.HelloAck, session, senderLink, 0);
     if (base < 0) return false;
-    const v = this.socket.txView;
-    v.setUint8(base + OFF_HELLO_LINKS, 0);
-    v.setUint16(base + OFF_HELLO_MTU, this.device.mtu);
-    v.setUint32(base + OFF_HELLO_FEATURES, features);
-    v.setUint32(base + OFF_HELLO_INSTANCE, instance);
-    v.setUint32(base + OFF_HELLO_WINDOW, Math.min(window, 0xffffffff));
-    this.writeName(base);
-    this.commit(base, base + HELLO_LEN);
+    this.commit(base, buildHelloAck(this.socket.txView, base, this.device.mtu, features, instance, window, this.device.name));
     return true;
   }
 
@@ -192,43 +175,33 @@ export class Link {
   sendProbe(session: number, link: number, pn: number, mtu: number): boolean {
     const base = this.begin(FrameType.Ping, session, link, pn);
     if (base < 0) return false;
-    const v = this.socket.txView;
-    const padding = mtu + ETH_HEADER - COMMON_END;
-    v.setUint16(base + OFF_LEN, mtu);
-    const headCrc = Bun.hash.crc32(this.socket.txHeaders.subarray(base + OFF_LEN, base + COMMON_END));
-    v.setUint32(base + OFF_CRC, Bun.hash.crc32(PROBE_PADDING.subarray(0, padding), headCrc) >>> 0);
+    const padding = probePadding(mtu);
+    const head = sealProbe(this.socket.txView, base, mtu, PROBE_PADDING.subarray(0, padding));
     if (probePaddingPtr === 0) probePaddingPtr = addressOf(PROBE_PADDING);
-    this.socket.txCommit(COMMON_END, probePaddingPtr, padding);
+    this.socket.txCommit(head, probePaddingPtr, padding);
     return true;
   }
 
   sendDone(session: number, link: number, total: number, crc: number): boolean {
     const base = this.begin(FrameType.Done, session, link, 0);
     if (base < 0) return false;
-    writeU64(this.socket.txView, base + OFF_DONE_TOTAL, total);
-    this.socket.txView.setUint32(base + OFF_DONE_CRC, crc >>> 0);
-    this.commit(base, base + DONE_LEN);
+    this.commit(base, buildDone(this.socket.txView, base, total, crc));
     return true;
   }
 
   sendAbort(session: number, link: number, code: number, text: string): boolean {
     const base = this.begin(FrameType.Abort, session, link, 0);
     if (base < 0) return false;
-    const bytes = new TextEncoder().encode(text).subarray(0, MAX_ABORT_TEXT);
-    this.socket.txView.setUint8(base + OFF_ABORT_CODE, code);
-    this.socket.txView.setUint8(base + OFF_ABORT_TEXT_LEN, bytes.length);
-    this.socket.txHeaders.set(bytes, base + OFF_ABORT_TEXT);
-    this.commit(base, base + OFF_ABORT_TEXT + bytes.length);
+    this.commit(base, buildAbort(this.socket.txView, base, code, text));
     return true;
   }
 
-  /** Starts an ACK; the caller fills the type-specific fields, then calls commitAck. */
-  beginAck(session: number, link: number, pn: number): number {
-    return this.begin(FrameType.Ack, session, link, pn);
-  }
-
-  commitAck(base: number, end: number): void {
-    this.commit(base, end);
+  /** An ACK; false when the batch is full (nothing written). */
+  sendAck(session: number, link: number, pn: number, ack: AckContent): boolean {
+    const base = this.begin(FrameType.Ack, session, link, pn);
+    if (base < 0) return false;
+    this.commit(base, buildAck(this.socket.txView, base, ack));
+    return true;
   }
 
   /**
@@ -253,13 +226,6 @@ export class Link {
     v.setUint32(base + OFF_CRC, crc);
     this.socket.txCommit(DATA_HEADER, ringPtr + ringOffset, len, offset);
     return true;
-  }
-
-  private writeName(base: number): void {
-    const name = new TextEncoder().encode(this.device.name).subarray(0, 15);
-    const h = this.socket.txHeaders;
-    h.fill(0, base + OFF_HELLO_NAME, base + OFF_HELLO_NAME + 16);
-    h.set(name, base + OFF_HELLO_NAME);
   }
 }
 

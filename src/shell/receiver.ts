@@ -3,20 +3,20 @@
 // as the protocol core decides. One thread runs the loop; it sleeps in poll() on the sockets
 // and the output worker's eventfd.
 
-import { FrameType, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK_RANGES,
-  OFF_ACK_RANGES_N, OFF_DATA_OFFSET, OFF_HELLO_FEATURES, OFF_HELLO_MTU, OFF_LINK, OFF_PN,
-  OFF_SESSION, OFF_TYPE, DATA_HEADER, FEATURE_LZ4, FEATURE_ZSTD, dataPayloadMax, readU64, writeU64 } from "../wire";
+import { FrameType, DATA_HEADER, FEATURE_LZ4, FEATURE_ZSTD, AbortFields, DataFields, FrameHeader, HelloFields,
+  dataPayloadMax, parseAbort, parseData, parseHeader, parseHello } from "../wire";
 import { ReceiverCore, RxPhase, Accept } from "../core/receiver";
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, type Link } from "./links";
 import { Poller, POLLIN, POLLOUT, addressOf, adviseHugePages, createEventFd, drainEventFd } from "../../ffi/libc";
-import { OutputPipeline } from "../output-pipeline";
+import { OutputPipeline } from "../workers/output-pipeline";
 import { receiverDecodes } from "./codecs";
 import { L2Error, EXIT_TRANSFER, EXIT_SYSTEM } from "../errors";
 import type { Options } from "../cli";
 import { memoryPlan } from "./memory";
 import { Reporter } from "./report";
-import { Interrupts } from "./interrupts";
+import { Interrupts, sleepMs } from "./interrupts";
+import { failureText } from "./failure-text";
 import { OutputGate, RecordWalker } from "./output-gate";
 
 const STDOUT = 1;
@@ -106,7 +106,6 @@ class ReceiverLoop {
 
   async run(): Promise<number> {
     const core = this.core;
-    const name = (i: number) => this.links[i].name;
     for (;;) {
       const now = performance.now();
       this.receive(now);
@@ -123,14 +122,17 @@ class ReceiverLoop {
         if (status.error) core.fail(status.error, EXIT_TRANSFER);
         else if (status.finished) core.finished(now, status.written, status.streamCrc);
       }
-      core.tick(now, name);
+      core.tick(now);
       this.transmit(now);
 
       if (core.phase === RxPhase.Done) {
         this.reporter.finish(this.statistics(now), true);
         return 0;
       }
-      if (core.phase === RxPhase.Failed) return this.abort(core.failure ?? "failed", core.exitCode);
+      if (core.phase === RxPhase.Failed) {
+        const failure = core.failure ? failureText(core.failure, "receive", (i) => this.links[i]!.name) : "failed";
+        return this.abort(failure, core.exitCode);
+      }
 
       if (this.interrupts.due(now)) {
         const sig = await this.interrupts.breathe();
@@ -149,7 +151,7 @@ class ReceiverLoop {
 
   private abort(reason: string, code: number): number {
     const core = this.core;
-    abortOnAllLinks(this.links, this.pairSession(), (l) => core.links[l.index].senderLink, code, reason);
+    abortOnAllLinks(this.links, this.pairSession(), (l) => core.senderLinkOf(l.index), code, reason);
     // What was verified may still be on its way out: let it finish, so the count below is exact.
     this.output.stop(500);
     this.reporter.finish(this.statistics(performance.now()), false, reason);
@@ -207,19 +209,33 @@ class ReceiverLoop {
     return total;
   }
 
+  // Typed views of received frames, reused for every frame.
+  private readonly rxHeader = new FrameHeader();
+  private readonly rxHello = new HelloFields();
+  private readonly rxData = new DataFields();
+  private readonly rxAbort = new AbortFields();
+
   private onFrame(l: Link, base: number, len: number, now: number, inPlace = false): void {
     const sock = l.socket;
     const v = sock.rxView;
     const core = this.core;
-    const type = v.getUint8(base + OFF_TYPE);
-    const session = v.getUint32(base + OFF_SESSION);
-    const senderLink = v.getUint8(base + OFF_LINK);
+    const h = this.rxHeader;
+    if (!parseHeader(v, base, len, h)) {
+      l.badFrames++;
+      return;
+    }
+    const { type, session, link: senderLink, srcOffset } = h;
     const d = l.index;
     if (type === FrameType.Hello) {
-      const features = v.getUint32(base + OFF_HELLO_FEATURES);
-      const ok = core.onHello(d, now, session, senderLink, v.getUint16(base + OFF_HELLO_MTU), features, sock.rx, base + 6);
+      const hello = this.rxHello;
+      if (!parseHello(v, base, len, hello)) {
+        l.badFrames++;
+        return;
+      }
+      const features = hello.features;
+      const ok = core.onHello(d, now, session, senderLink, hello.mtu, features, sock.rx, srcOffset);
       if (ok) {
-        l.setPeer(sock.rx, base + 6);
+        l.setPeer(sock.rx, srcOffset);
         // A stream without compressed chunks has nothing to decode in parallel: one output Worker.
         this.output.useWorkers((features & (FEATURE_LZ4 | FEATURE_ZSTD)) !== 0 ? Infinity : 1);
         // With the codecs we decode: the sender keeps to them, or fails naming the one we lack.
@@ -231,25 +247,29 @@ class ReceiverLoop {
         // for every HELLO), so that it can say so instead of "no receiver answered".
         if (session !== core.session && core.phase !== RxPhase.Listen && now - this.busySaidAt[d]! >= BUSY_EVERY_MS) {
           this.busySaidAt[d] = now;
-          if (l.sendSimple(FrameType.Busy, session, senderLink, 0, sock.rx.subarray(base + 6, base + 12))) this.flushLink(l);
+          if (l.sendSimple(FrameType.Busy, session, senderLink, 0, sock.rx.subarray(srcOffset, srcOffset + 6))) this.flushLink(l);
         }
       }
       return;
     }
     if (type === FrameType.Reject) {
-      if (session === this.pairSession() && l.samePeer(sock.rx, base + 6)) core.onReject(d);
+      if (session === this.pairSession() && l.samePeer(sock.rx, srcOffset)) core.onReject(d);
       return;
     }
     // Frames after the handshake carry the pair's session: the sender's mixed with our instance.
-    if (!core.authentic(d, (session ^ this.instance) >>> 0, senderLink, sock.rx, base + 6)) {
+    if (!core.authentic(d, (session ^ this.instance) >>> 0, senderLink, sock.rx, srcOffset)) {
       l.foreignFrames++;
       return;
     }
-    const wirePn = v.getUint32(base + OFF_PN);
+    const wirePn = h.pn;
     switch (type) {
       case FrameType.Data: {
-        const offset = readU64(v, base + OFF_DATA_OFFSET);
-        const payload = len - DATA_HEADER;
+        if (!parseData(v, base, len, this.rxData)) {
+          l.badFrames++;
+          return;
+        }
+        const offset = this.rxData.offset;
+        const payload = this.rxData.payloadLen;
         const verdict = core.onData(d, now, wirePn, offset, payload);
         if (verdict === Accept.Store) {
           // In place, the payload is at its offset already (it was fresh: storeFrom is offset).
@@ -262,16 +282,18 @@ class ReceiverLoop {
         core.onPing(d, now, wirePn);
         break;
       case FrameType.DoneAck:
-        core.heard(core.links[d], now);
+        core.onHeard(d, now);
         core.onDoneAck();
         break;
-      case FrameType.Abort: {
-        const n = Math.min(v.getUint8(base + OFF_ABORT_TEXT_LEN), len - OFF_ABORT_TEXT);
-        core.onAbort(new TextDecoder().decode(sock.rx.subarray(base + OFF_ABORT_TEXT, base + OFF_ABORT_TEXT + n)));
+      case FrameType.Abort:
+        if (!parseAbort(v, base, len, this.rxAbort)) {
+          l.badFrames++;
+          return;
+        }
+        core.onAbort(this.rxAbort.text);
         break;
-      }
       default:
-        core.heard(core.links[d], now);
+        core.onHeard(d, now);
     }
   }
 
@@ -290,25 +312,10 @@ class ReceiverLoop {
     const core = this.core;
     for (const l of this.links) {
       const d = l.index;
-      if (!core.ackDue(d, now)) continue;
-      const rl = core.links[d];
-      const base = l.beginAck(this.pairSession(), rl.senderLink, rl.pnNext++);
-      if (base < 0) {
-        this.flushLink(l);
-        continue;
-      }
-      const v = l.socket.txView;
-      writeU64(v, base + OFF_ACK_CUM, core.cum);
-      writeU64(v, base + OFF_ACK_LIMIT, core.limit());
-      v.setUint32(base + OFF_ACK_DELAY, core.ackDelayUs(d, now));
-      const rangesBase = base + OFF_ACK_RANGES;
-      const n = core.buildAck(d, now, (i, high, low) => {
-        v.setUint32(rangesBase + i * 8, high);
-        v.setUint32(rangesBase + i * 8 + 4, low);
-      });
-      v.setUint16(base + OFF_ACK_RANGES_N, n);
-      v.setUint16(base + OFF_ACK_RANGES_N + 2, 0);
-      l.commitAck(base, rangesBase + n * 8);
+      const ack = core.pollAck(d, now);
+      if (ack === null) continue;
+      // Not queued (the batch is full): still due, tried again after the flush.
+      if (l.sendAck(this.pairSession(), ack.senderLink, ack.pn, ack)) core.onAckSent(d, now);
       this.flushLink(l);
     }
   }
@@ -317,8 +324,8 @@ class ReceiverLoop {
     const core = this.core;
     this.transmitAcks(now);
     for (const l of this.links) {
-      const rl = core.links[l.index];
-      if (core.doneDue(l.index, now)) l.sendDone(this.pairSession(), rl.senderLink, core.doneTotal, core.doneCrc);
+      const done = core.pollDone(l.index, now);
+      if (done !== null && l.sendDone(this.pairSession(), done.senderLink, done.total, done.crc)) core.onDoneSent(l.index, now);
       this.flushLink(l);
     }
   }
@@ -345,7 +352,7 @@ class ReceiverLoop {
     for (const l of this.links) p.set(n++, l.socket.fd, POLLIN | (l.socket.txPending() > 0 ? POLLOUT : 0));
     p.set(n++, this.wakeFd, POLLIN);
     p.count = n;
-    const timeout = Math.max(0, Math.min(50, Math.ceil(this.core.nextTimeout(now) - now)));
+    const timeout = sleepMs(this.core.nextTimeout(now), now);
     p.wait(timeout);
     if (drainEventFd(this.wakeFd) > 0) this.outputSignalled = true;
   }
@@ -369,10 +376,10 @@ class ReceiverLoop {
           }
         : null,
       links: this.links.map((l) => {
-        const c = core.links[l.index];
+        const c = core.linkStats(l.index);
         return {
           device: l.name,
-          state: c.senderLink < 0 ? "unused" : "up",
+          state: c.greeted ? "up" : "unused",
           framesReceived: c.framesReceived,
           bytesReceived: c.bytesReceived,
           duplicates: c.duplicates,
@@ -381,7 +388,7 @@ class ReceiverLoop {
           foreignFrames: l.foreignFrames,
           kernelDrops: l.countKernelDrops(),
           // A greeted link without data had nothing wrong with it (a short stream).
-          unused: c.senderLink < 0 ? "no sender greeted on it (does the sender list the device it is cabled to?)" : undefined,
+          unused: !c.greeted ? "no sender greeted on it (does the sender list the device it is cabled to?)" : undefined,
         };
       }),
     };

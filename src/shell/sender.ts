@@ -2,56 +2,28 @@
 // send ring -> DATA frames on the links, as the protocol core decides. One thread runs the
 // loop; it sleeps in poll() on the sockets, stdin and the pool's eventfd.
 
-import { FrameType, FrameCrc, OFF_ACK_CUM, OFF_ACK_DELAY, OFF_ACK_LIMIT, OFF_ACK_RANGES, OFF_ACK_RANGES_N,
-  OFF_DONE_CRC, OFF_DONE_TOTAL, OFF_HELLO_INSTANCE, OFF_HELLO_MTU, OFF_HELLO_WINDOW, OFF_LINK,
-  OFF_SESSION, OFF_TYPE, OFF_ABORT_TEXT, OFF_ABORT_TEXT_LEN, OFF_HELLO_FEATURES, ETH_HEADER, readU64 } from "../wire";
-import { SenderCore, Phase, LinkState } from "../core/sender";
+import { FrameType, FrameCrc, ETH_HEADER, MIN_MTU, AbortFields, AckFields, DoneFields, FrameHeader, HelloFields,
+  parseAbort, parseAck, parseDone, parseHeader, parseHelloAck } from "../wire";
+import { SenderCore, Phase, LinkState, type SenderLinkStats } from "../core/sender";
 import { defaultTiming } from "../core/timing";
-import { abortOnAllLinks, openLinks, MIN_MTU, type Link } from "./links";
-import { Poller, POLLIN, POLLOUT, POLLHUP, POLLERR, addressOf, createEventFd, drainEventFd, readFd, setPipeSize, describeErrno } from "../../ffi/libc";
-import { CompressPool, PROBE_EVERY, shrankEnough } from "../compress-pool";
+import { abortOnAllLinks, openLinks, type Link } from "./links";
+import { Poller, POLLIN, POLLOUT, addressOf, createEventFd, drainEventFd, setPipeSize } from "../../ffi/libc";
+import { CompressPool } from "../workers/compress-pool";
 import { SenderCodecs } from "./codecs";
-import { recordKind } from "../codec";
-import { KIND_RAW, RECORD_HEADER, END_RECORD, writeHeader as writeRecordHeader, writeEnd, crc32Combine } from "../record";
-import { L2Error, EXIT_TRANSFER, fromFfi } from "../errors";
+import { L2Error, fromFfi } from "../errors";
+import { InputStage, STDIN } from "./input-stage";
 import type { Options } from "../cli";
 import { memoryPlan } from "./memory";
-import { fstatSync } from "node:fs";
 import { Reporter } from "./report";
-import { Interrupts } from "./interrupts";
+import { Interrupts, sleepMs } from "./interrupts";
+import { failureText } from "./failure-text";
 import { SendQueueSizer } from "./send-queue";
-
-/** A partial chunk goes out after this much quiet on stdin. */
-const FLUSH_QUIET_MS = 2;
-const STDIN = 0;
-// Input read per loop turn, then sent. Small turns keep what each link gets at once within the
-// burst a rate-limited queue passes straight through; htb holds each frame beyond it for a timer
-// of its own. 4 x 1 Gbit, MTU 9000: 4 MiB per turn 342-368 MB/s and 81,771 timer expirations
-// per GiB (nearly all htb's); 256 KiB 426-461 MB/s and 39,607.
-const READ_PER_TURN = 256 << 10;
-function isRegularFile(fd: number): boolean {
-  try {
-    return fstatSync(fd).isFile();
-  } catch {
-    return false;
-  }
-}
-
-/** Where the next input chunk goes. */
-const enum Route {
-  /** Straight into the send ring (-0, or a stream that does not compress: see nextRoute). */
-  Ring,
-  /** Through the compressor pool. */
-  Pool,
-  /** Not yet: a chunk for the ring waits until every pooled chunk before it is in the ring. */
-  Wait,
-}
 
 /** Why a link carried no DATA, in the user's terms; undefined when nothing was wrong with it
  * (a stream so short that the other links carried all of it). */
-function unusedReason(c: SenderCore["links"][number]): string | undefined {
+function unusedReason(c: SenderLinkStats): string | undefined {
   if (c.state === LinkState.Probing) return "no receiver answered on it (does the receiver list the device it is cabled to?)";
-  if (c.path.ceiling > 0 && c.path.proven === 0) return `no frame of ${MIN_MTU} bytes or more got through to the receiver`;
+  if (c.ceilingMtu > 0 && c.provenMtu === 0) return `no frame of ${MIN_MTU} bytes or more got through to the receiver`;
   if (c.state === LinkState.Down) return "it went down";
   return undefined;
 }
@@ -89,35 +61,17 @@ class SenderLoop {
   private readonly core: SenderCore;
   private readonly session: number;
   private readonly poller: Poller;
-  private readonly scratch = new Uint8Array(END_RECORD);
-  private readonly scratchView = new DataView(this.scratch.buffer);
   private readonly reporter: Reporter;
 
-  // Input side
-  private appended = 0;
-  private total = 0;
-  /** Bytes read from stdin, chunked or not yet: what a failed run reports as read. */
-  private bytesRead = 0;
-  private streamCrc = 0;
-  private eof = false;
-  private endQueued = false;
-  /** Open raw record: wire offset of its header, bytes of body so far. */
-  private rawStart = -1;
-  private poolSlot = -1;
-  private filled = 0;
-  private lastRead = 0;
-  private heldRecord = -1;
-  /** Chunks read straight into the ring because the stream does not compress (see nextRoute). */
-  private directChunks = 0;
-  /** The codecs (null: -0); the probes of an incompressible stream compress on this thread, into probeOut. */
+  private readonly input: InputStage;
+  /** The codecs (null: -0). */
   private readonly codecs: SenderCodecs | null;
   /** FEATURE_* bits of the codecs the receiver decodes, from its HELLO_ACK. */
   private receiverCodecs = 0;
-  private readonly probeOut: Uint8Array;
-  private readonly probeOutPtr: number;
+  /** Time links sat idle while the compressors worked, and turns spent with data the links had not taken. */
+  private linksWaitedMs = 0;
+  private linksBusyMs = 0;
   private firstLink = 0;
-  private readonly stdinIsFile = isRegularFile(STDIN);
-
 
   constructor(
     opts: Options,
@@ -125,7 +79,7 @@ class SenderLoop {
     private readonly pool: CompressPool | null,
     private readonly wakeFd: number,
     private readonly ringSize: number,
-    private readonly chunkSize: number,
+    chunkSize: number,
     private readonly interrupts: Interrupts,
     private readonly queues: SendQueueSizer[],
     codecs: SenderCodecs | null,
@@ -136,8 +90,6 @@ class SenderLoop {
     this.ringPtr = addressOf(this.ring);
     this.ringCrc = new FrameCrc(this.ring);
     this.codecs = codecs;
-    this.probeOut = new Uint8Array(codecs ? chunkSize : 0);
-    this.probeOutPtr = codecs ? addressOf(this.probeOut) : 0;
     const now = performance.now();
     const timing = defaultTiming(opts.timeoutMs, opts.waitMs);
     this.core = new SenderCore({
@@ -153,18 +105,21 @@ class SenderLoop {
     this.poller = new Poller(links.length + 2);
     setPipeSize(STDIN, 1 << 20);
     this.reporter = new Reporter(opts, "send", now);
+    this.input = new InputStage({
+      ring: this.ring, ringPtr: this.ringPtr, ringCrc: this.ringCrc, ringSize, chunkSize, pool, codecs,
+      core: this.core, reusableBelow: () => this.reusableBelow(),
+    });
   }
 
   async run(): Promise<number> {
     const core = this.core;
-    const name = (i: number) => this.links[i].name;
     for (;;) {
       let now = performance.now();
       const turnStart = now; // for linksBusyMs
       this.receive(now);
       if (core.phase === Phase.Transfer || core.phase === Phase.Finishing) {
         try {
-          this.readInput(now);
+          this.input.read(now, this.receiverCodecs);
         } catch (e) {
           // stdin failed (a reset connection, a directory): the receiver is told why, not left to time out.
           const f = fromFfi(e); // a failed poll() on stdin too
@@ -172,7 +127,7 @@ class SenderLoop {
           throw e;
         }
       }
-      core.tick(now, name);
+      core.tick(now);
       this.transmit(now);
       for (const q of this.queues) q.update(now);
 
@@ -181,7 +136,10 @@ class SenderLoop {
         this.reporter.finish(this.statistics(now), true);
         return 0;
       }
-      if (core.phase === Phase.Failed) return this.abort(core.failure ?? "failed", core.exitCode);
+      if (core.phase === Phase.Failed) {
+        const failure = core.failure ? failureText(core.failure, "send", (i) => this.links[i]!.name) : "failed";
+        return this.abort(failure, core.exitCode);
+      }
 
       if (this.interrupts.due(now)) {
         const sig = await this.interrupts.breathe();
@@ -191,18 +149,18 @@ class SenderLoop {
       now = performance.now();
       // Links with room and the peer's window open, but nothing to send while the compressors
       // still work on chunks already read: that time is the compressors' to answer for.
-      const starved = this.pool !== null && core.phase === Phase.Transfer && this.heldRecord < 0 &&
-        this.submitted > this.taken && core.nextNew >= core.appended && core.appended < core.peerLimit;
+      const starved = this.pool !== null && core.phase === Phase.Transfer && this.input.waitsOnCompressors() &&
+        core.sentUpTo >= core.appendedUpTo && core.appendedUpTo < core.limit;
       // Data in the ring the links have not taken yet: the whole turn is the links' (or the
       // receiver's) to answer for, reading stdin into a filling ring included.
-      const backlog = this.pool !== null && core.phase === Phase.Transfer && !starved && core.nextNew < core.appended;
+      const backlog = this.pool !== null && core.phase === Phase.Transfer && !starved && core.sentUpTo < core.appendedUpTo;
       this.sleep(now);
       if (starved) this.linksWaitedMs += performance.now() - now;
       if (backlog) this.linksBusyMs += performance.now() - turnStart;
       if (this.codecs?.settled) {
         this.codecs.tick(now, this.pool!, {
-          starvedMs: this.linksWaitedMs, backlogMs: this.linksBusyMs, producedBytes: this.appended, drainedBytes: core.nextNew,
-        }, this.bytesRead);
+          starvedMs: this.linksWaitedMs, backlogMs: this.linksBusyMs, producedBytes: this.input.produced, drainedBytes: core.sentUpTo,
+        }, this.input.stdinBytes);
       }
     }
   }
@@ -229,26 +187,41 @@ class SenderLoop {
     for (const l of this.links) l.receive(64, (base, len) => this.onFrame(l, base, len, now));
   }
 
+  // Typed views of received frames, reused for every frame.
+  private readonly rxHeader = new FrameHeader();
+  private readonly rxHello = new HelloFields();
+  private readonly rxAck = new AckFields();
+  private readonly rxDone = new DoneFields();
+  private readonly rxAbort = new AbortFields();
+
   private onFrame(l: Link, base: number, len: number, now: number): void {
     const sock = l.socket;
     const v = sock.rxView;
-    const type = v.getUint8(base + OFF_TYPE);
+    const h = this.rxHeader;
+    if (!parseHeader(v, base, len, h)) {
+      l.badFrames++;
+      return;
+    }
+    const type = h.type;
     // HELLO_ACK carries the session; every other frame the pair's (see pairSession).
     const session = type === FrameType.HelloAck || type === FrameType.Busy ? this.session : this.pairSession();
-    if (v.getUint32(base + OFF_SESSION) !== session || v.getUint8(base + OFF_LINK) !== l.index) {
+    if (h.session !== session || h.link !== l.index) {
       l.foreignFrames++;
       return;
     }
     const core = this.core;
     if (type === FrameType.HelloAck) {
-      const accepted = core.onHelloAck(
-        l.index, now, v.getUint16(base + OFF_HELLO_MTU), v.getUint32(base + OFF_HELLO_INSTANCE), v.getUint32(base + OFF_HELLO_WINDOW),
-      );
+      const hello = this.rxHello;
+      if (!parseHelloAck(v, base, len, hello)) {
+        l.badFrames++;
+        return;
+      }
+      const accepted = core.onHelloAck(l.index, now, hello.mtu, hello.instance, hello.window);
       if (!accepted) {
         // Another receiver answered our broadcast: tell it to go back to listening.
-        const other = sock.rx.subarray(base + 6, base + 12);
+        const other = sock.rx.subarray(h.srcOffset, h.srcOffset + 6);
         // Addressed to that receiver's instance: another one behind the same MAC must not hear it.
-        const rejected = (this.session ^ v.getUint32(base + OFF_HELLO_INSTANCE)) >>> 0;
+        const rejected = (this.session ^ hello.instance) >>> 0;
         if (!l.sendSimple(FrameType.Reject, rejected, l.index, 0, other)) {
           // All slots hold data for a full socket: make room, the REJECT must not be lost.
           this.flushLink(l);
@@ -259,8 +232,8 @@ class SenderLoop {
         }
         l.foreignFrames++;
       } else {
-        this.receiverCodecs = v.getUint32(base + OFF_HELLO_FEATURES);
-        if (!l.peerKnown) l.setPeer(sock.rx, base + 6);
+        this.receiverCodecs = hello.features;
+        if (!l.peerKnown) l.setPeer(sock.rx, h.srcOffset);
       }
       return;
     }
@@ -270,33 +243,39 @@ class SenderLoop {
     }
     // An ABORT may come on a link before its HELLO_ACK (the receiver answered on another link
     // first): the pair id, random per run and receiver, is what makes it ours.
-    const fromPeer = l.peerKnown ? l.samePeer(sock.rx, base + 6) : type === FrameType.Abort;
+    const fromPeer = l.peerKnown ? l.samePeer(sock.rx, h.srcOffset) : type === FrameType.Abort;
     if (!fromPeer) {
       l.foreignFrames++;
       return;
     }
-    core.onHeard(l.index, now);
+    // A malformed frame is counted and trusted in nothing, not even as a sign of life.
     switch (type) {
       case FrameType.Ack: {
-        const n = Math.min(v.getUint16(base + OFF_ACK_RANGES_N), (len - OFF_ACK_RANGES) >> 3);
-        const rangesBase = base + OFF_ACK_RANGES;
-        core.onAck(
-          l.index, now, readU64(v, base + OFF_ACK_CUM), readU64(v, base + OFF_ACK_LIMIT), v.getUint32(base + OFF_ACK_DELAY) / 1000,
-          Math.max(0, n), (i, high) => v.getUint32(rangesBase + i * 8 + (high ? 0 : 4)),
-        );
-        break;
+        const ack = this.rxAck;
+        if (!parseAck(v, base, len, ack)) break;
+        core.onHeard(l.index, now);
+        core.onAck(l.index, now, ack.cum, ack.limit, ack.delayUs / 1000, ack.rangeCount, ack.rangeAt);
+        return;
       }
-      case FrameType.Done:
-        core.onDone(readU64(v, base + OFF_DONE_TOTAL), v.getUint32(base + OFF_DONE_CRC));
-        break;
+      case FrameType.Done: {
+        const done = this.rxDone;
+        if (!parseDone(v, base, len, done)) break;
+        core.onHeard(l.index, now);
+        core.onDone(done.total, done.crc);
+        return;
+      }
       case FrameType.Abort: {
-        const n = Math.min(v.getUint8(base + OFF_ABORT_TEXT_LEN), len - OFF_ABORT_TEXT);
-        core.onAbort(new TextDecoder().decode(sock.rx.subarray(base + OFF_ABORT_TEXT, base + OFF_ABORT_TEXT + n)));
-        break;
+        const abort = this.rxAbort;
+        if (!parseAbort(v, base, len, abort)) break;
+        core.onHeard(l.index, now);
+        core.onAbort(abort.text);
+        return;
       }
       default:
-        break;
+        core.onHeard(l.index, now);
+        return;
     }
+    l.badFrames++;
   }
 
   // ---- input ---------------------------------------------------------------------------
@@ -308,222 +287,9 @@ class SenderLoop {
    * otherwise go out with new bytes under its old CRC.)
    */
   private reusableBelow(): number {
-    let below = this.core.cumAcked;
+    let below = this.core.ringFreeUpTo();
     for (const l of this.links) if (l.socket.txPending() > 0) below = Math.min(below, l.socket.txLowestTag());
     return below;
-  }
-
-  private ringFree(): number {
-    return this.reusableBelow() + this.ringSize - this.appended;
-  }
-
-  private readInput(now: number): void {
-    if (this.endQueued) return;
-    // Nothing is compressed before the receiver said what it decodes (it has, in HELLO_ACK).
-    if (this.codecs && !this.codecs.settled) this.codecs.settle(this.receiverCodecs, this.pool!, now);
-    if (this.pool) this.drainPool();
-    // Read a bounded amount per turn so acknowledgements and sending keep their pace.
-    for (let bytes = 0; !this.eof && bytes < READ_PER_TURN; ) {
-      const got = this.readChunk();
-      if (got > 0) {
-        bytes += got;
-        this.lastRead = now;
-      }
-      if (this.filled >= this.chunkSize) {
-        this.closeRecord();
-        if (this.pool) this.drainPool();
-      } else if (got <= 0) break;
-    }
-    const quiet = now - this.lastRead >= FLUSH_QUIET_MS;
-    if (this.filled > 0 && (this.eof || this.filled >= this.chunkSize || quiet)) this.closeRecord();
-    if (this.pool) this.drainPool();
-    if (this.eof && this.filled === 0 && !this.endQueued) {
-      // A record opened for a read that met EOF holds nothing: forget it.
-      this.rawStart = -1;
-      if (!this.pool || (this.taken === this.submitted && this.heldRecord < 0)) this.queueEnd();
-    }
-  }
-
-  private submitted = 0;
-  private taken = 0;
-  private linksWaitedMs = 0;
-  private linksBusyMs = 0;
-
-  /** Reads into the open chunk, or begins one where nextRoute says. Returns bytes read. */
-  private readChunk(): number {
-    if (this.rawStart >= 0) return this.readIntoRing();
-    if (this.poolSlot >= 0) return this.readIntoPool();
-    const route = this.nextRoute();
-    return route === Route.Ring ? this.readIntoRing() : route === Route.Pool ? this.readIntoPool() : 0;
-  }
-
-  /**
-   * Once the compressors find the stream incompressible, its chunks skip the pool and are read
-   * straight into the ring as with -0: no copy out of a pool slot, no hand-offs to and from a
-   * Worker. Every PROBE_EVERY-th is still tried with lz4, here (see probe()).
-   */
-  private nextRoute(): Route {
-    const pool = this.pool;
-    if (!pool) return Route.Ring;
-    if (!pool.incompressible() && !this.codecs?.sendsRaw()) return Route.Pool;
-    // Stream order: the pooled chunks before this one must be in the ring first.
-    return pool.idle() && this.heldRecord < 0 ? Route.Ring : Route.Wait;
-  }
-
-  /** Reads stdin straight into the ring behind a reserved record header. Returns bytes read. */
-  private readIntoRing(): number {
-    if (this.rawStart < 0) {
-      if (!this.hasRoomForInput()) return 0;
-      this.rawStart = this.appended;
-      this.filled = 0;
-    }
-    const pos = this.rawStart + RECORD_HEADER + this.filled;
-    const free = this.reusableBelow() + this.ringSize - pos;
-    const contiguous = this.ringSize - (pos % this.ringSize);
-    const want = Math.min(this.chunkSize - this.filled, free, contiguous);
-    if (want <= 0) return 0;
-    if (!this.stdinReadable()) return 0;
-    const n = readFd(STDIN, this.ringPtr + (pos % this.ringSize), want);
-    return this.afterRead(n);
-  }
-
-  /**
-   * Is there room worth a read? Waiting until a good part of a chunk is free keeps a sender
-   * whose links are the limit from waking for every few KiB the acknowledgements free (stdin
-   * from a file is always readable, so poll would return at once).
-   */
-  private hasRoomForInput(): boolean {
-    if (this.poolSlot >= 0) return true;
-    if (this.rawStart < 0) {
-      const route = this.nextRoute();
-      if (route === Route.Pool) return this.heldRecord < 0 && this.pool!.freeSlots() > 0;
-      return route === Route.Ring && this.ringFree() >= RECORD_HEADER + this.chunkSize;
-    }
-    const free = this.reusableBelow() + this.ringSize - (this.rawStart + RECORD_HEADER + this.filled);
-    return free >= Math.min(this.chunkSize - this.filled, 64 * 1024);
-  }
-
-  private readIntoPool(): number {
-    const pool = this.pool!;
-    if (this.poolSlot < 0) {
-      this.poolSlot = pool.acquireInput();
-      if (this.poolSlot < 0) return 0;
-      this.filled = 0;
-    }
-    const want = this.chunkSize - this.filled;
-    if (want <= 0) return 0;
-    if (!this.stdinReadable()) return 0;
-    const n = readFd(STDIN, pool.inputPtr(this.poolSlot) + this.filled, want);
-    return this.afterRead(n);
-  }
-
-  private afterRead(n: number): number {
-    if (n < 0) throw new L2Error(`cannot read stdin: ${describeErrno(-n)}`, EXIT_TRANSFER);
-    if (n === 0) {
-      this.eof = true;
-      return 0;
-    }
-    this.filled += n;
-    this.bytesRead += n;
-    return n;
-  }
-
-  /** Is there input right now? Reading a pipe only when poll says so keeps the loop from blocking. */
-  private stdinReadable(): boolean {
-    // A regular file is always readable, and a read never waits long: no poll needed.
-    if (this.stdinIsFile) return true;
-    const p = this.poller;
-    p.set(0, STDIN, POLLIN);
-    p.count = 1;
-    if (p.wait(0) <= 0) return false;
-    return (p.revents(0) & (POLLIN | POLLHUP | POLLERR)) !== 0;
-  }
-
-  private closeRecord(): void {
-    const len = this.filled;
-    this.filled = 0;
-    if (this.poolSlot >= 0) {
-      this.pool!.submit(this.poolSlot, len);
-      this.poolSlot = -1;
-      this.submitted++;
-      return;
-    }
-    const start = this.rawStart;
-    this.rawStart = -1;
-    const bodyPos = (start + RECORD_HEADER) % this.ringSize;
-    const firstPart = Math.min(len, this.ringSize - bodyPos);
-    let crc = this.ringCrc.of(bodyPos, bodyPos + firstPart);
-    if (firstPart < len) crc = this.ringCrc.of(0, len - firstPart, crc);
-    const enc = this.pool ? this.probe(bodyPos, len, firstPart === len) : 0;
-    writeRecordHeader(this.scratchView, 0, enc > 0 ? recordKind(this.codecs!.probeCodec()) : KIND_RAW, len, enc > 0 ? enc : len, crc);
-    this.copyIntoRing(this.scratch, 0, RECORD_HEADER, start);
-    this.noteChunk(crc, len);
-    this.appended = start + RECORD_HEADER + (enc > 0 ? enc : len);
-    this.core.streamAppended(this.appended);
-  }
-
-  /**
-   * Every PROBE_EVERY-th chunk read straight into the ring while the stream does not compress:
-   * tries the probe codec on it (lz4 where the receiver decodes it: a few tens of microseconds,
-   * it gives up early on data that does not shrink; see SenderCodecs.probeCodec). If it shrinks after all, its body replaces the raw one in place (it is
-   * shorter) and the chunks after it go to the pool again. Returns the body's length, or 0 for RAW.
-   */
-  private probe(bodyPos: number, len: number, contiguous: boolean): number {
-    const pool = this.pool!;
-    const word = this.codecs!.probeCodec();
-    // The codec wants the chunk in one piece: one that wraps at the ring's end is left out. While
-    // the policy sends everything as it is, the links outrun any codec: nothing to find out.
-    if (this.directChunks++ % PROBE_EVERY !== PROBE_EVERY - 1 || !contiguous || len < 2 || this.codecs!.sendsRaw()) {
-      pool.noteDirect(len, false, 0, word);
-      return 0;
-    }
-    const enc = this.codecs!.encoder.encode(word, this.ringPtr + bodyPos, len, this.probeOutPtr, len - 1);
-    const shrinks = shrankEnough(enc, len);
-    pool.noteDirect(len, true, shrinks ? enc : 0, word);
-    if (!shrinks) return 0;
-    this.ring.set(this.probeOut.subarray(0, enc), bodyPos);
-    return enc;
-  }
-
-  private drainPool(): void {
-    const pool = this.pool!;
-    for (;;) {
-      if (this.heldRecord < 0) this.heldRecord = pool.nextDone();
-      const slot = this.heldRecord;
-      if (slot < 0) return;
-      const len = pool.recordLength(slot);
-      if (this.ringFree() < len) return;
-      const rec = pool.recordView(slot);
-      const rv = new DataView(rec.buffer, rec.byteOffset, RECORD_HEADER);
-      this.noteChunk(rv.getUint32(12), rv.getUint32(4));
-      this.copyIntoRing(rec, 0, len, this.appended);
-      this.appended += len;
-      pool.release(slot);
-      this.heldRecord = -1;
-      this.taken++;
-      this.core.streamAppended(this.appended);
-    }
-  }
-
-  private noteChunk(crc: number, rawLen: number): void {
-    this.streamCrc = this.total === 0 ? crc : crc32Combine(this.streamCrc, crc, rawLen);
-    this.total += rawLen;
-  }
-
-  private queueEnd(): void {
-    if (this.ringFree() < END_RECORD) return;
-    writeEnd(this.scratchView, 0, this.total, this.streamCrc);
-    this.copyIntoRing(this.scratch, 0, END_RECORD, this.appended);
-    this.appended += END_RECORD;
-    this.endQueued = true;
-    this.core.streamEnded(this.appended, this.total, this.streamCrc >>> 0);
-  }
-
-  private copyIntoRing(src: Uint8Array, from: number, len: number, wireOffset: number): void {
-    const pos = wireOffset % this.ringSize;
-    const first = Math.min(len, this.ringSize - pos);
-    this.ring.set(src.subarray(from, from + first), pos);
-    if (first < len) this.ring.set(src.subarray(from + first, from + len), 0);
   }
 
   // ---- transmit ------------------------------------------------------------------------
@@ -531,18 +297,23 @@ class SenderLoop {
   private transmit(now: number): void {
     const core = this.core;
     const features = this.codecs?.features ?? 0;
+    // DONE_ACK, a round on every link, twice (once per transmit of the last turn): best effort.
+    const doneAck = core.doneAckDue();
+    if (doneAck) core.onDoneAcksSent();
     for (const l of this.links) {
       const i = l.index;
-      if (core.helloDue(i, now)) l.sendHello(this.session, this.links.length, features);
-      if (core.phase === Phase.Done) {
+      if (core.helloDue(i, now) && l.sendHello(this.session, this.links.length, features)) core.onHelloSent(i, now);
+      if (doneAck) {
         if (l.peerKnown) l.sendSimple(FrameType.DoneAck, this.pairSession(), i, 0);
-      } else if (core.pingDue(i, now)) {
-        l.sendSimple(FrameType.Ping, this.pairSession(), i, core.links[i].pnNext - 1);
+      } else {
+        const pn = core.pollPing(i);
+        if (pn >= 0 && l.sendSimple(FrameType.Ping, this.pairSession(), i, pn >>> 0)) core.onPingSent(i, now);
       }
-      while (core.pollProbe(i, now)) {
+      while (core.pollProbe(i)) {
         if (l.socket.txSlot() < 0) this.flushLink(l);
-        // A probe that finds no slot is simply lost, and counted so.
-        l.sendProbe(this.pairSession(), i, core.probeTx.pn >>> 0, core.probeTx.mtu);
+        // No slot even so: the probe stays due, for the next turn.
+        if (!l.sendProbe(this.pairSession(), i, core.probeTx.pn >>> 0, core.probeTx.mtu)) break;
+        core.onProbeSent(i, now);
       }
     }
     this.tellEvents();
@@ -612,14 +383,12 @@ class SenderLoop {
       p.set(n++, l.socket.fd, POLLIN | (l.socket.txPending() > 0 ? POLLOUT : 0));
     }
     p.set(n++, this.wakeFd, POLLIN);
-    const wantInput = (core.phase === Phase.Transfer || core.phase === Phase.Finishing) && !this.eof && !this.endQueued &&
-      this.hasRoomForInput();
+    const wantInput = (core.phase === Phase.Transfer || core.phase === Phase.Finishing) && this.input.wantsStdin();
     if (wantInput) p.set(n++, STDIN, POLLIN);
     p.count = n;
     let deadline = core.nextTimeout(now);
-    if (this.filled > 0) deadline = Math.min(deadline, this.lastRead + FLUSH_QUIET_MS);
-    if (this.eof && !this.endQueued) deadline = Math.min(deadline, now + 1);
-    const timeout = Math.max(0, Math.min(50, Math.ceil(deadline - now)));
+    deadline = Math.min(deadline, this.input.deadline(now));
+    const timeout = sleepMs(deadline, now);
     // A link whose socket has room and which the core would give data: do not sleep at all.
     // Links whose socket is full wait for POLLOUT instead of being retried in a spin.
     const busy = this.links.some((l) => l.socket.txPending() === 0 && core.canSend(l.index));
@@ -632,18 +401,18 @@ class SenderLoop {
     return {
       role: "send" as const,
       elapsedMs: core.elapsed(now),
-      inputBytes: this.bytesRead,
-      wireBytes: this.appended,
-      ackedWireBytes: core.cumAcked,
+      inputBytes: this.input.stdinBytes,
+      wireBytes: this.input.produced,
+      ackedWireBytes: core.ackedUpTo,
       compression: this.pool
         ? { ...this.pool.stats(), linksWaitedMs: this.linksWaitedMs, linksBusyMs: this.linksBusyMs, ...this.codecs!.describe() }
         : null,
       links: this.links.map((l) => {
-        const c = core.links[l.index];
+        const c = core.linkStats(l.index);
         return {
           device: l.name,
           state: ["probing", "up", "down"][c.state],
-          mtu: c.path.proven || Math.min(l.device.mtu, c.peerMtu || l.device.mtu),
+          mtu: c.provenMtu || Math.min(l.device.mtu, c.peerMtu || l.device.mtu),
           framesSent: c.framesSent,
           bytesSent: c.bytesSent,
           framesRetransmitted: c.framesRetransmitted,
@@ -654,7 +423,7 @@ class SenderLoop {
           foreignFrames: l.foreignFrames,
           kernelDrops: l.countKernelDrops(),
           timesDown: c.timesDown,
-          srttMs: c.hasRtt ? c.srtt : null,
+          srttMs: c.srttMs,
           sendQueueBytes: l.socket.sndBufActual,
           unused: c.bytesSent > 0 ? undefined : unusedReason(c),
         };

@@ -9,7 +9,7 @@ import { Encoder, recordKind } from "../codec";
 import {
   CTL_CLAIMED, CTL_CODEC, CTL_HEAD, CTL_STOP, CTL_STREAK, CTL_SUBMITTED, CTL_WANT, PROBE_EVERY, SKIP_AFTER, SLOT_DONE, shrankEnough,
   type WorkerInit,
-} from "../compress-pool";
+} from "./compress-pool";
 import { KIND_RAW, RECORD_HEADER, writeHeader } from "../record";
 
 declare var self: Worker;

@@ -11,7 +11,7 @@ import {
   MAX_OUTPUT_WORKERS, OB_CHAIN_POS, OB_CONSUMED, OB_OUT, OB_PUBLISHED, OB_WRITTEN, OF_STALL_MS, OI_CHAIN_SEQ, OI_CHUNKS, OI_EXITED,
   OI_ACTIVE, OI_BLOCK_FILL, OI_ERROR_LEN, OI_LOCK, OI_LZ4_CHUNKS, OI_STATE, OI_STOP, OI_STREAM_CRC, OI_TURN, OI_WAITING, OI_ZSTD_CHUNKS, OUT_ERROR_MAX,
   OUT_ERROR_OFF, STATE_FAILED, STATE_FINISHED, STATE_RUNNING, maxBodyLength, type OutputInit,
-} from "../output-pipeline";
+} from "./output-pipeline";
 import {
   crc32Combine, END_BODY, hex, KIND_END, KIND_LZ4, KIND_RAW, KIND_ZSTD, readCrc, readEncLen, readEndTotal, readFlags,
   readKind, readRawLen, readReserved, RECORD_HEADER,

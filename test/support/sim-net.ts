@@ -7,6 +7,7 @@ import { ReceiverCore, RxPhase, Accept } from "../../src/core/receiver";
 import { defaultTiming, type Timing } from "../../src/core/timing";
 import { TWO32 } from "../../src/wire";
 import { crc32 } from "../../src/record";
+import { failureText } from "../../src/shell/failure-text";
 
 export interface SimLink {
   /** Bytes per millisecond (1 Gbit/s = 125_000). */
@@ -208,7 +209,7 @@ export function simulate(opts: SimOptions): SimResult {
         }
       } else if (f.type === "ping") receiver.onPing(dev, f.at, f.pn % TWO32);
       else if (f.type === "doneAck") receiver.onDoneAck();
-      else receiver.heard(receiver.links[dev], f.at);
+      else receiver.onHeard(dev, f.at);
       return;
     }
     if (!senderAlive) return;
@@ -239,7 +240,7 @@ export function simulate(opts: SimOptions): SimResult {
     if (opts.receiverDiesAt !== undefined && now >= opts.receiverDiesAt) receiverAlive = false;
 
     if (senderAlive) {
-      sender.tick(now, name);
+      sender.tick(now);
       for (let e = sender.pollEvent(); e; e = sender.pollEvent()) events.push({ ...e, at: now });
       // Produce the stream into the ring as space frees up.
       const room = sender.ringFreeUpTo() + ring;
@@ -251,23 +252,31 @@ export function simulate(opts: SimOptions): SimResult {
         if (appended === opts.streamBytes) sender.streamEnded(appended, appended, sentCrc);
         else sender.streamAppended(appended);
       } else if (opts.streamBytes === 0 && !sender.ended) sender.streamEnded(0, 0, 0);
+      const doneAck = sender.doneAckDue();
+      if (doneAck) sender.onDoneAcksSent();
       for (let i = 0; i < n; i++) {
-        if (sender.helloDue(i, now)) transmit(blank(i, true, "hello"), 64);
-        if (sender.phase === Phase.Done && sender.doneAckDue > 0) transmit(blank(i, true, "doneAck"), 64);
-        if (sender.pingDue(i, now)) {
-          const f = blank(i, true, "ping");
-          f.pn = sender.links[i].pnNext - 1;
-          transmit(f, 64);
+        if (sender.helloDue(i, now)) {
+          transmit(blank(i, true, "hello"), 64);
+          sender.onHelloSent(i, now);
         }
-        while (sender.pollProbe(i, now)) {
+        if (doneAck) transmit(blank(i, true, "doneAck"), 64);
+        const pingPn = sender.pollPing(i);
+        if (pingPn >= 0) {
+          const f = blank(i, true, "ping");
+          f.pn = pingPn;
+          transmit(f, 64);
+          sender.onPingSent(i, now);
+        }
+        while (sender.pollProbe(i)) {
           const f = blank(i, true, "ping");
           f.pn = sender.probeTx.pn;
           transmit(f, sender.probeTx.mtu + 14);
+          sender.onProbeSent(i, now);
         }
         while (linkHasRoom(i) && sender.pollData(i, now)) {
           const tx = sender.tx;
           const sizes = payloadSizes[i]!;
-          if (tx.len === sender.links[i].frameMax && sizes[sizes.length - 1] !== tx.len) sizes.push(tx.len);
+          if (tx.len === sender.inspectLink(i).frameMax && sizes[sizes.length - 1] !== tx.len) sizes.push(tx.len);
           const f = blank(i, true, "data");
           f.pn = tx.pn;
           f.offset = tx.offset;
@@ -277,11 +286,10 @@ export function simulate(opts: SimOptions): SimResult {
           transmit(f, tx.len + 44);
         }
       }
-      if (sender.phase === Phase.Done && sender.doneAckDue > 0) sender.doneAckDue--;
     }
 
     if (receiverAlive) {
-      receiver.tick(now, name);
+      receiver.tick(now);
       // The reader drains released bytes at its own pace.
       readerCredit =
         readerRate === Infinity ? Infinity : Math.min(readerCredit + (now - lastReaderTime) * readerRate, 64 << 20);
@@ -302,21 +310,25 @@ export function simulate(opts: SimOptions): SimResult {
       }
       for (let d = 0; d < n; d++) {
         const link = perm.indexOf(d);
-        if (receiver.ackDue(d, now)) {
+        const ack = receiver.pollAck(d, now);
+        if (ack !== null) {
           const f = blank(link, false, "ack");
-          f.cum = receiver.cum;
-          f.limit = receiver.limit();
-          f.delayUs = receiver.ackDelayUs(d, now);
+          f.cum = ack.cum;
+          f.limit = ack.limit;
+          f.delayUs = ack.delayUs;
           const ranges: number[] = [];
-          receiver.buildAck(d, now, (_i, hi, lo) => ranges.push(hi, lo));
+          for (let k = 0; k < ack.rangeCount; k++) ranges.push(ack.rangeAt(k, true), ack.rangeAt(k, false));
           f.ranges = ranges;
           transmit(f, 64 + ranges.length * 4);
+          receiver.onAckSent(d, now);
         }
-        if (receiver.doneDue(d, now)) {
+        const done = receiver.pollDone(d, now);
+        if (done !== null) {
           const f = blank(link, false, "done");
-          f.total = receiver.doneTotal;
-          f.crc = receiver.doneCrc;
+          f.total = done.total;
+          f.crc = done.crc;
           transmit(f, 64);
+          receiver.onDoneSent(d, now);
         }
       }
     }
@@ -343,23 +355,23 @@ export function simulate(opts: SimOptions): SimResult {
     endMs = now;
   }
 
-  let retransmitted = 0;
-  for (const l of sender.links) retransmitted += l.framesRetransmitted;
+  const senderLinks = opts.links.map((_, i) => sender.linkStats(i));
+  const retransmitted = senderLinks.reduce((s, l) => s + l.framesRetransmitted, 0);
   return {
     senderPhase: sender.phase,
     receiverPhase: receiver.phase,
-    senderFailure: sender.failure,
+    senderFailure: sender.failure && failureText(sender.failure, "send", name),
     events,
-    receiverFailure: receiver.failure,
+    receiverFailure: receiver.failure && failureText(receiver.failure, "receive", name),
     endMs,
     senderEndMs,
     deliveredMs,
     consumed: receiver.consumed,
     corruptBytes,
-    framesSent: sender.links.map((l) => l.framesSent),
-    bytesSent: sender.links.map((l) => l.bytesSent),
+    framesSent: senderLinks.map((l) => l.framesSent),
+    bytesSent: senderLinks.map((l) => l.bytesSent),
     retransmitted,
-    duplicatesSeen: receiver.links.reduce((s, l) => s + l.duplicates, 0),
+    duplicatesSeen: opts.links.reduce((s, _, d) => s + receiver.linkStats(d).duplicates, 0),
     payloadSizes,
   };
 }

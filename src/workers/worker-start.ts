@@ -1,6 +1,6 @@
 // Starting a Worker of ours: post its init message, wait for its "ready" (or its error).
 
-import { L2Error } from "./errors";
+import { L2Error } from "../errors";
 
 /**
  * What to pass to `new Worker` for one of src/workers/. Inside the compiled binary, a URL built
@@ -9,7 +9,7 @@ import { L2Error } from "./errors";
  * binary; a relative specifier always finds the embedded copy. From source, the URL is right.
  */
 function workerSpecifier(name: "compressor" | "output"): string {
-  return Bun.main.startsWith("/$bunfs/") ? `./workers/${name}.ts` : new URL(`./workers/${name}.ts`, import.meta.url).href;
+  return Bun.main.startsWith("/$bunfs/") ? `./workers/${name}.ts` : new URL(`./${name}.ts`, import.meta.url).href;
 }
 
 /** A new Worker running src/workers/<name>.ts. */

@@ -8,12 +8,12 @@
 // (measured: ~50 us per 64 KiB chunk, the two workers then scaled to 1.0x instead of ~1.8x).
 // postMessage is used for start-up and errors only, because the main thread sits in poll() and
 // may not turn its event loop for a long time.
-import { addressOf, adviseHugePages } from "../ffi/libc";
-import { lz4Bound } from "../ffi/lz4";
+import { addressOf, adviseHugePages } from "../../ffi/libc";
+import { lz4Bound } from "../../ffi/lz4";
 import { createWorker, startWorker } from "./worker-start";
-import { CODEC_LZ4, CODEC_WORDS, codecName, type CodecWord } from "./codec";
-import { L2Error } from "./errors";
-import { RECORD_HEADER, KIND_RAW, OFF_ENC_LEN, OFF_KIND, OFF_RAW_LEN } from "./record";
+import { CODEC_LZ4, CODEC_WORDS, codecName, type CodecWord } from "../codec";
+import { L2Error } from "../errors";
+import { RECORD_HEADER, KIND_RAW, OFF_ENC_LEN, OFF_KIND, OFF_RAW_LEN } from "../record";
 
 // Slot states (Int32 per slot).
 export const SLOT_FREE = 0;

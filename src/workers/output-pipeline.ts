@@ -12,11 +12,11 @@
 // record counter), so output order, verification before writing and the in-order stream CRC are
 // as with one worker. (Workers do not walk the chain on their own: a lagging worker could read a
 // header whose ring space was already consumed and reused.)
-import { lz4Bound } from "../ffi/lz4";
-import { zstdBound } from "../ffi/zstd";
+import { lz4Bound } from "../../ffi/lz4";
+import { zstdBound } from "../../ffi/zstd";
 import { createWorker, startWorker } from "./worker-start";
-import { L2Error } from "./errors";
-import { RECORD_HEADER } from "./record";
+import { L2Error } from "../errors";
+import { RECORD_HEADER } from "../record";
 
 export const MAX_OUTPUT_WORKERS = 16;
 
