@@ -1,7 +1,7 @@
 // The receiver's tape buffer: RecordWalker finds whole records in the ring, OutputGate decides
 // how much of them the output may write (-b, --start-at, --resume-at).
 import { describe, expect, test } from "bun:test";
-import { OutputGate, RecordWalker } from "../src/shell/output-gate";
+import { Delivery, OutputGate, RecordWalker } from "../src/core/delivery";
 import { END_RECORD, KIND_LZ4, KIND_RAW, RECORD_HEADER, writeEnd, writeHeader } from "../src/record";
 import { Rng } from "./support/impair";
 
@@ -108,5 +108,22 @@ describe("OutputGate", () => {
     expect(g.release(6, 120, 120, true)).toBe(120);
     expect(g.stalls).toBe(0);
     expect(g.stalledMs).toBe(0);
+  });
+});
+
+describe("Delivery: the whole cycle from contiguous end to what is published", () => {
+  test("only whole records are published; with -b nothing until the start level, then all, and the fill level follows", () => {
+    const { wire, ends } = stream([1000, 1000, 1000]);
+    const ring = new Uint8Array(8192);
+    ring.set(wire);
+    const plain = new Delivery({ ring, ringSize: ring.length, bufferBytes: 0, startAtPct: 80, resumeAtPct: 20 });
+    expect(plain.update(0, ends[0]! + 10, 0)).toBe(ends[0]);
+    expect(plain.update(1, ends[3]!, ends[0]!)).toBe(ends[3]);
+    // A 2500-byte tape buffer starting at 80 %: 2000 bytes of whole records before any writing.
+    const taped = new Delivery({ ring, ringSize: ring.length, bufferBytes: 2500, startAtPct: 80, resumeAtPct: 20 });
+    expect(taped.update(0, ends[0]!, 0)).toBe(0);
+    expect(taped.bufferStats(2500)).toEqual({ bytes: 2500, fillPct: (100 * ends[0]!) / 2500, filling: true, stalls: 0, stalledMs: 0 });
+    expect(taped.update(1, ends[1]!, 0)).toBe(ends[1]);
+    expect(taped.bufferStats(2500).filling).toBe(false);
   });
 });

@@ -17,7 +17,7 @@ import { memoryPlan } from "./memory";
 import { Reporter } from "./report";
 import { Interrupts, sleepMs } from "./interrupts";
 import { failureText } from "./failure-text";
-import { OutputGate, RecordWalker } from "./output-gate";
+import { Delivery } from "../core/delivery";
 
 const STDOUT = 1;
 /** Below this many frames per turn the loop naps COALESCE_MS before the next receive. */
@@ -77,10 +77,9 @@ class ReceiverLoop {
   private framesThisTurn = 0;
   private readonly nap = new Int32Array(new SharedArrayBuffer(4));
   private lastStatus = 0;
-  private readonly walker: RecordWalker;
   /** When each device last told a foreign sender that this receiver is busy. */
   private readonly busySaidAt: Float64Array;
-  private readonly gate: OutputGate;
+  private readonly delivery: Delivery;
 
   constructor(
     private readonly opts: Options,
@@ -93,9 +92,10 @@ class ReceiverLoop {
   ) {
     this.ring = new Uint8Array(ringBuffer);
     this.ringPtr = addressOf(this.ring);
-    this.walker = new RecordWalker(this.ring, ringSize);
     this.busySaidAt = new Float64Array(links.length).fill(-Infinity);
-    this.gate = new OutputGate(opts.bufferBytes, opts.startAtPct, opts.resumeAtPct);
+    this.delivery = new Delivery({
+      ring: this.ring, ringSize, bufferBytes: opts.bufferBytes, startAtPct: opts.startAtPct, resumeAtPct: opts.resumeAtPct,
+    });
     const now = performance.now();
     const timing = defaultTiming(opts.timeoutMs, opts.waitMs);
     this.core = new ReceiverCore({ deviceCount: links.length, ringSize, timing, now });
@@ -110,8 +110,7 @@ class ReceiverLoop {
       const now = performance.now();
       this.receive(now);
       const consumed = this.output.consumed();
-      const complete = this.walker.advance(core.cum);
-      this.output.publish(this.gate.release(now, complete, consumed, this.walker.ended));
+      this.output.publish(this.delivery.update(now, core.cum, consumed));
       core.setConsumed(consumed);
       // The output worker signals the eventfd when it finishes, fails or goes idle; between
       // those a look now and then is enough.
@@ -366,15 +365,7 @@ class ReceiverLoop {
       inputBytes: st.outBytes,
       wireBytes: core.cum,
       output: { chunks: st.chunks, lz4Chunks: st.lz4Chunks, zstdChunks: st.zstdChunks, stallMs: st.stallMs },
-      buffer: this.opts.bufferBytes > 0
-        ? {
-            bytes: this.opts.bufferBytes,
-            fillPct: this.gate.fillPct(this.walker.advance(core.cum), this.output.consumed()),
-            filling: this.gate.isFilling(),
-            stalls: this.gate.stalls,
-            stalledMs: this.gate.stalledMs,
-          }
-        : null,
+      buffer: this.opts.bufferBytes > 0 ? this.delivery.bufferStats(this.opts.bufferBytes) : null,
       links: this.links.map((l) => {
         const c = core.linkStats(l.index);
         return {

@@ -1,9 +1,51 @@
-// The receiver's tape buffer (-b): decides how much of the reassembled stream the output worker
-// may write. Writing starts when the buffer is --start-at full (or the stream is complete), and
-// after the buffer ran dry it waits until it is --resume-at full again, so a tape drive sees long
-// bursts at full speed instead of a trickle. Without -b everything complete is released at once.
+// The receiver's delivery cycle, one owner for it: the contiguous end of the reassembled stream
+// -> whole records (RecordWalker) -> what the output may write now (OutputGate, the -b tape
+// buffer) -> published to the output Workers; what they consumed comes back and frees ring space
+// (the flow-control limit is the core's: consumed + ring). Pure: ring bytes and offsets in,
+// offsets out; the shell does the publishing.
+//
+// The tape buffer (-b): writing starts when the buffer is --start-at full (or the stream is
+// complete), and after the buffer ran dry it waits until it is --resume-at full again, so a tape
+// drive sees long bursts at full speed instead of a trickle. Without -b everything complete is
+// released at once.
 
 import { OFF_ENC_LEN, OFF_KIND, RECORD_HEADER, KIND_END } from "../record";
+
+export interface DeliveryConfig {
+  ring: Uint8Array;
+  ringSize: number;
+  /** -b, --start-at, --resume-at (0: no tape buffer). */
+  bufferBytes: number;
+  startAtPct: number;
+  resumeAtPct: number;
+}
+
+/** From the stream's contiguous end and what the output consumed to what it may write next. */
+export class Delivery {
+  private readonly walker: RecordWalker;
+  private readonly gate: OutputGate;
+  private complete = 0;
+  private consumedTo = 0;
+
+  constructor(cfg: DeliveryConfig) {
+    this.walker = new RecordWalker(cfg.ring, cfg.ringSize);
+    this.gate = new OutputGate(cfg.bufferBytes, cfg.startAtPct, cfg.resumeAtPct);
+  }
+
+  /** The contiguous end moved to `contiguousEnd`, the output consumed up to `consumed`: the
+   * wire offset the output may now write up to (whole records only, as the gate allows). */
+  update(now: number, contiguousEnd: number, consumed: number): number {
+    this.complete = this.walker.advance(contiguousEnd);
+    this.consumedTo = consumed;
+    return this.gate.release(now, this.complete, consumed, this.walker.ended);
+  }
+
+  /** The tape buffer's state for -p, -v and --stats-json. */
+  bufferStats(bufferBytes: number): { bytes: number; fillPct: number; filling: boolean; stalls: number; stalledMs: number } {
+    const g = this.gate;
+    return { bytes: bufferBytes, fillPct: g.fillPct(this.complete, this.consumedTo), filling: g.isFilling(), stalls: g.stalls, stalledMs: g.stalledMs };
+  }
+}
 
 /** Walks record headers in the reassembly ring as the contiguous end advances. */
 export class RecordWalker {
