@@ -1,3 +1,5 @@
+// The impairment bridge that the fault tests put between two namespaces: its seeded loss, duplication,
+// reordering, corruption, delay and blackout, checked against what a probe sees, and nftables rules.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type DirectionConfig, type FrameHost, Impairment, Rng } from "./support/impair";
 import { type BridgeOptions, type BridgeStats, type ProbeRun, parseBridgeArgs, bridgeArgs, runProbe, startBridge } from "./support/impair-bridge";

@@ -1,3 +1,5 @@
+// The record layout (RAW, LZ4, ZSTD, END), the CRC-32 helpers and the codec bindings: round trips,
+// crc32Combine against a direct CRC, and clear errors for missing libraries.
 import { describe, expect, test } from "bun:test";
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { loadLz4, lz4Bound } from "../ffi/lz4";
