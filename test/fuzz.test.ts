@@ -303,7 +303,7 @@ describe("ReceiverCore on random, mutated and replayed DATA", () => {
       const macs = [0, 1, 2].map((i) => new Uint8Array([2, 0, 0, 0, 9, i]));
       const SESSION = 0x1234567;
       let now = 0;
-      for (let d = 0; d < 3; d++) expect(core.onHello(d, now, SESSION, d, 9000, 0, macs[d]!, 0)).toBe(true);
+      for (let d = 0; d < 3; d++) expect(core.onHello(d, now, SESSION, d, 9000, macs[d]!, 0)).toBe(true);
       const held = new Held();
       // Per device, a model of the packet numbers it took note of (wire values) and of its
       // largest (expanded, as a receiver must) with the time it arrived: what ACKs report.
@@ -401,7 +401,7 @@ describe("ReceiverCore on random, mutated and replayed DATA", () => {
           // Rival senders and forged joins: never re-pin the session or a link.
           const mac = new Uint8Array(6).map(() => r.int(0, 255));
           const same = r.next() < 0.5;
-          const ok = core.onHello(d, now, same ? SESSION : r.int(0, 0xffffffff) >>> 0, r.int(0, 255), r.int(0, 65535), r.int(0, 7), mac, 0);
+          const ok = core.onHello(d, now, same ? SESSION : r.int(0, 0xffffffff) >>> 0, r.int(0, 255), r.int(0, 65535), mac, 0);
           if (ok) throw new Error(where(seed, i, "HELLO from another MAC accepted"));
           expect(core.session).toBe(SESSION);
           expect(core.authentic(d, SESSION, d, macs[d]!, 0)).toBe(true);
@@ -644,7 +644,7 @@ describe("both cores through a lossy, duplicating, reordering, replaying channel
         const f = transit[k]!;
         if (f.toR) {
           if (f.kind === "hello") {
-            if (receiver.onHello(f.link, now, 5, f.link, mtus[f.link]!, 0, mac, 0)) {
+            if (receiver.onHello(f.link, now, 5, f.link, mtus[f.link]!, mac, 0)) {
               const a = blank(false, f.link, "helloAck");
               a.limit = RING;
               send(a);

@@ -137,7 +137,7 @@ describe("ReceiverCore.nextTimeout", () => {
 
   test("a sender gone silent after data: keepalive ACKs, then peer-lost at its time", () => {
     const core = receiver();
-    expect(core.onHello(0, 0, 7, 0, MTU, 0, MAC, 0)).toBe(true);
+    expect(core.onHello(0, 0, 7, 0, MTU, MAC, 0)).toBe(true);
     core.onPing(0, 0, 0);
     const { now, steps } = stepReceiver(core, 0, 60_000);
     expect(core.failure).toEqual({ kind: "peer-lost", links: [0], ms: 5000 });
@@ -147,7 +147,7 @@ describe("ReceiverCore.nextTimeout", () => {
 
   test("finishing: DONE every 50 ms until the linger ends, then done", () => {
     const core = receiver();
-    expect(core.onHello(0, 0, 7, 0, MTU, 0, MAC, 0)).toBe(true);
+    expect(core.onHello(0, 0, 7, 0, MTU, MAC, 0)).toBe(true);
     core.onPing(0, 0, 0);
     core.finished(10, 0, 0);
     const { now, dones } = stepReceiver(core, 10, 60_000);

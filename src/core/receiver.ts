@@ -100,12 +100,25 @@ class ReceiverLink {
 
 export class ReceiverCore {
   private readonly links: ReceiverLink[] = [];
-  phase = RxPhase.Listen;
+  private phaseNow: RxPhase = RxPhase.Listen;
+  private failureNow: Failure | null = null;
+  private exitCodeNow = 0;
+
+  /** Where the run is; changed only by the core's own verbs. */
+  get phase(): RxPhase {
+    return this.phaseNow;
+  }
+
+  /** Why it failed (typed; the shell words it), once phase is Failed. */
+  get failure(): Failure | null {
+    return this.failureNow;
+  }
+
+  get exitCode(): number {
+    return this.exitCodeNow;
+  }
   private pinnedSession = 0;
-  failure: Failure | null = null;
   /** The sender's HELLO offers a codec (it compresses). */
-  compressed = false;
-  exitCode = 0;
 
   /** Stream bytes [0, cum) are in the ring. */
   private contiguousEnd = 0;
@@ -171,15 +184,13 @@ export class ReceiverCore {
     session: number,
     senderLink: number,
     peerMtu: number,
-    features: number,
     src: Uint8Array,
     srcOffset: number,
   ): boolean {
     if (this.phase >= RxPhase.Finishing) return false;
     if (this.phase === RxPhase.Listen) {
       this.pinnedSession = session;
-      this.compressed = (features & 1) !== 0;
-      this.phase = RxPhase.Transfer;
+      this.phaseNow = RxPhase.Transfer;
       this.startedAt = now;
     } else if (session !== this.pinnedSession) return false;
     const l = this.links[device];
@@ -209,7 +220,7 @@ export class ReceiverCore {
       l.pending = 0;
       l.ackNow = false;
     }
-    this.phase = RxPhase.Listen;
+    this.phaseNow = RxPhase.Listen;
     this.pinnedSession = 0;
     this.startedAt = null;
     this.lastHeardAny = -Infinity;
@@ -282,21 +293,21 @@ export class ReceiverCore {
   /** The output stage verified the END record and wrote everything. */
   finished(now: number, total: number, crc: number): void {
     if (this.phase !== RxPhase.Transfer) return;
-    this.phase = RxPhase.Finishing;
+    this.phaseNow = RxPhase.Finishing;
     this.finishedAt = now;
     this.doneTx.total = total;
     this.doneTx.crc = crc;
   }
 
   onDoneAck(): void {
-    if (this.phase === RxPhase.Finishing) this.phase = RxPhase.Done;
+    if (this.phase === RxPhase.Finishing) this.phaseNow = RxPhase.Done;
   }
 
   onAbort(reason: string): void {
     if (this.phase === RxPhase.Done || this.phase === RxPhase.Failed) return;
     // A sender that aborts after we verified everything cannot take the data back.
     if (this.phase === RxPhase.Finishing) {
-      this.phase = RxPhase.Done;
+      this.phaseNow = RxPhase.Done;
       return;
     }
     this.fail({ kind: "aborted", reason }, EXIT_TRANSFER);
@@ -305,9 +316,9 @@ export class ReceiverCore {
   /** The run fails: with a Failure the core found, or the shell's own message. */
   fail(failure: Failure | string, exitCode: number): void {
     if (this.phase === RxPhase.Failed || this.phase === RxPhase.Done) return;
-    this.phase = RxPhase.Failed;
-    this.failure = typeof failure === "string" ? { kind: "message", text: failure } : failure;
-    this.exitCode = exitCode;
+    this.phaseNow = RxPhase.Failed;
+    this.failureNow = typeof failure === "string" ? { kind: "message", text: failure } : failure;
+    this.exitCodeNow = exitCode;
   }
 
   // ---- time ----------------------------------------------------------------------------
@@ -322,7 +333,7 @@ export class ReceiverCore {
       return;
     }
     if (this.phase === RxPhase.Finishing) {
-      if (now - this.finishedAt > this.cfg.timing.lingerMs) this.phase = RxPhase.Done;
+      if (now - this.finishedAt > this.cfg.timing.lingerMs) this.phaseNow = RxPhase.Done;
       return;
     }
     if (this.phase !== RxPhase.Transfer) return;

@@ -163,9 +163,23 @@ export interface DataFrame {
 
 export class SenderCore {
   private readonly links: SenderLink[] = [];
-  phase = Phase.Discover;
-  failure: Failure | null = null;
-  exitCode = 0;
+  private phaseNow: Phase = Phase.Discover;
+  private failureNow: Failure | null = null;
+  private exitCodeNow = 0;
+
+  /** Where the run is; changed only by the core's own verbs. */
+  get phase(): Phase {
+    return this.phaseNow;
+  }
+
+  /** Why it failed (typed; the shell words it), once phase is Failed. */
+  get failure(): Failure | null {
+    return this.failureNow;
+  }
+
+  get exitCode(): number {
+    return this.exitCodeNow;
+  }
 
   /** End of the wire-stream bytes the shell has placed in the ring. */
   private appended = 0;
@@ -349,7 +363,7 @@ export class SenderCore {
       );
       return;
     }
-    this.phase = Phase.Done;
+    this.phaseNow = Phase.Done;
     this.doneAcksDue = 2;
   }
 
@@ -380,9 +394,9 @@ export class SenderCore {
   /** The run fails: with a Failure the core found, or the shell's own message. */
   fail(failure: Failure | string, exitCode: number): void {
     if (this.phase === Phase.Failed) return;
-    this.phase = Phase.Failed;
-    this.failure = typeof failure === "string" ? { kind: "message", text: failure } : failure;
-    this.exitCode = exitCode;
+    this.phaseNow = Phase.Failed;
+    this.failureNow = typeof failure === "string" ? { kind: "message", text: failure } : failure;
+    this.exitCodeNow = exitCode;
   }
 
   // ---- time ----------------------------------------------------------------------------
@@ -418,7 +432,7 @@ export class SenderCore {
       }
       const allUp = this.links.every((l) => l.state === LinkState.Up);
       if (allUp || now - this.firstAnswer >= this.cfg.timing.gatherMs) {
-        this.phase = Phase.Transfer;
+        this.phaseNow = Phase.Transfer;
         this.transferStart = now;
         this.cumMovedAt = now;
         this.progressAt = now;
@@ -443,7 +457,7 @@ export class SenderCore {
       this.cumMovedAt = now;
       this.retx.add(this.cumAcked, Math.min(this.nextNew, this.cumAcked + STALL_RESEND));
     }
-    if (this.phase === Phase.Transfer && this.endQueued && this.cumAcked >= this.endOffset) this.phase = Phase.Finishing;
+    if (this.phase === Phase.Transfer && this.endQueued && this.cumAcked >= this.endOffset) this.phaseNow = Phase.Finishing;
   }
 
   /**

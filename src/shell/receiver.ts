@@ -232,7 +232,7 @@ class ReceiverLoop {
         return;
       }
       const features = hello.features;
-      const ok = core.onHello(d, now, session, senderLink, hello.mtu, features, sock.rx, srcOffset);
+      const ok = core.onHello(d, now, session, senderLink, hello.mtu, sock.rx, srcOffset);
       if (ok) {
         l.setPeer(sock.rx, srcOffset);
         // A stream without compressed chunks has nothing to decode in parallel: one output Worker.

@@ -188,7 +188,7 @@ export function simulate(opts: SimOptions): SimResult {
       const dev = perm[f.link];
       const src = macs[f.link];
       if (f.type === "hello") {
-        if (receiver.onHello(dev, f.at, 77, f.link, opts.links[f.link].mtu, 0, src, 0)) {
+        if (receiver.onHello(dev, f.at, 77, f.link, opts.links[f.link].mtu, src, 0)) {
           const r = blank(f.link, false, "helloAck");
           r.limit = ring;
           transmit(r, 64);
