@@ -3,10 +3,10 @@
 // the time it is held back (a spinning sender would burn a whole core for all of it).
 
 import { afterAll, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { cleanupAll, createTopology } from "./support/netns";
 import { describe as verdict, scratchDir, transfer } from "./support/transfer";
-import { randomFile, running } from "./support/e2e";
+import { randomFile, running, writeSlowReader } from "./support/e2e";
 
 const scratch = scratchDir();
 afterAll(async () => {
@@ -33,16 +33,7 @@ test("a sender held back by a slow receiver uses almost no CPU while it waits", 
   const bytes = 24 * MB;
   const rate = 5_000_000;
   const input = await randomFile(scratch.dir, "held", bytes);
-  const reader = `${scratch.dir}/slow-reader.js`;
-  // Reads stdin in 64 KiB pieces and sleeps to hold the rate.
-  writeFileSync(
-    reader,
-    `const fs = require("node:fs"); const rate = Number(process.argv[2]); const buf = Buffer.alloc(65536);
-     const t0 = performance.now(); let n = 0;
-     for (;;) { const r = fs.readSync(0, buf, 0, buf.length, null); if (r <= 0) break;
-       for (let o = 0; o < r; ) o += fs.writeSync(1, buf, o, r - o);
-       n += r; const d = t0 + (n / rate) * 1000 - performance.now(); if (d > 0) Bun.sleepSync(d); }\n`,
-  );
+  const reader = writeSlowReader(`${scratch.dir}/slow-reader.js`);
   let senderCpu = 0;
   // -m on the receiver: an 8 MiB window, so most of the stream waits on the reader.
   const r = await transfer(t, {
