@@ -26,8 +26,6 @@ export class Link {
   /** Per header slot, the view of a DATA header's checksummed bytes: no view made per frame. */
   private readonly dataHeaderViews: Uint8Array[] = [];
   private readonly rxHeaderViews: Uint8Array[] = [];
-  /** receiveSplit: per frame of the batch, where in the ring its payload goes. */
-  private readonly placeAt: Float64Array;
   /** The peer's MAC once known; broadcast until then. */
   peer = new Uint8Array(BROADCAST);
   peerKnown = false;
@@ -43,7 +41,6 @@ export class Link {
   ) {
     this.txCrc = new FrameCrc(socket.txHeaders);
     this.rxCrc = new FrameCrc(socket.rx, true);
-    this.placeAt = new Float64Array(socket.batch);
     for (let i = 0; i < socket.batch; i++) {
       const base = socket.txHeaderOffset(i);
       this.dataHeaderViews.push(socket.txHeaders.subarray(base + OFF_LEN, base + DATA_HEADER));
@@ -55,16 +52,11 @@ export class Link {
   /**
    * One batch received straight into the reassembly ring: frame i's payload lands at
    * ring[ringPos + i * stride], which is where it belongs if it is the DATA frame for stream
-   * offset expect + i * stride, as the frames of one link in order are. A frame that follows
-   * short ones (the sender had no more bytes at the time) or frames of another type (moved back
-   * behind their headers at once) belongs lower: its payload is moved down to its offset, after
-   * everything placed before it and never past where it landed, so it overwrites only ring
-   * space no stored byte is in. From the first
-   * frame that cannot be placed so (out of order, a gap, not DATA, cut) the payloads are moved
-   * back behind their headers and those frames are handled as receive() would (inPlace false);
-   * what landed in the ring is left there, so the caller must give memory no one reads.
-   * onFrame(base, len, inPlace) gets each frame that passes the checks, a placed one's payload
-   * already at ring[ringPos + (offset - expect)]. Returns the frames received.
+   * offset expect + i * stride, as the frames of one link in order are. If every frame is,
+   * onFrame(base, len, true) gets each that passes the checks, its payload already in place.
+   * Otherwise the payloads are moved back behind their headers and the batch is handled as
+   * receive() would (inPlace false); what landed in the ring is left there, so the caller must
+   * give memory no one reads. Returns the frames received.
    */
   receiveSplit(ring: Uint8Array, ringPtr: number, ringPos: number, stride: number, expect: number,
     onFrame: (base: number, len: number, inPlace: boolean) => void): number {
@@ -72,53 +64,33 @@ export class Link {
     const sock = this.socket;
     const n = sock.recvSplit(DATA_HEADER, ringPtr + ringPos, stride);
     const v = sock.rxView;
-    // Frames [0, placed) go to their offsets; the header fields read here are checked by the
-    // CRC below, and until then only decide where in the fresh span the payload is put.
-    const at = this.placeAt;
-    let placed = 0;
-    let next = expect;
-    for (; placed < n; placed++) {
-      const base = sock.rxOffset(placed);
-      const received = sock.rxLength(placed);
-      if (received <= DATA_HEADER || received > DATA_HEADER + stride) break;
-      if (v.getUint8(base + OFF_TYPE) !== FrameType.Data) {
-        // A PING or the like: back behind its header now, before a payload is moved over it.
-        this.copyBack(ring, ringPos, stride, placed);
-        at[placed] = -1;
-        continue;
-      }
-      const offset = readU64(v, base + OFF_DATA_OFFSET);
-      if (offset < next || offset > expect + placed * stride) break;
-      at[placed] = ringPos + (offset - expect);
-      next = offset + received - DATA_HEADER;
+    let placed = true;
+    for (let i = 0; i < n && placed; i++) {
+      const base = sock.rxOffset(i);
+      placed = sock.rxLength(i) > DATA_HEADER && v.getUint8(base + OFF_TYPE) === FrameType.Data &&
+        readU64(v, base + OFF_DATA_OFFSET) === expect + i * stride;
     }
-    // The rest first: a payload moved down below may overwrite where an earlier frame landed.
-    for (let i = placed; i < n; i++) this.copyBack(ring, ringPos, stride, i);
+    if (!placed) {
+      // All of them first: storing one frame may overwrite where the next one landed.
+      for (let i = 0; i < n; i++) {
+        const tail = Math.min(sock.rxLength(i), sock.maxFrame) - DATA_HEADER;
+        if (tail > 0) sock.rx.set(ring.subarray(ringPos + i * stride, ringPos + i * stride + tail), sock.rxOffset(i) + DATA_HEADER);
+      }
+    }
     for (let i = 0; i < n; i++) {
       const base = sock.rxOffset(i);
       const received = sock.rxLength(i);
-      let len: number;
-      if (i < placed && at[i]! >= 0) {
-        const landed = ringPos + i * stride;
-        const pos = at[i]!;
-        if (pos !== landed) ring.copyWithin(pos, landed, landed + received - DATA_HEADER);
-        len = verifySplitFrame(v, base, received, this.rxHeaderViews[i]!, ring, pos);
-      } else len = verifyFrame(v, this.rxCrc, base, received);
+      const len = placed
+        ? verifySplitFrame(v, base, received, this.rxHeaderViews[i]!, ring, ringPos + i * stride)
+        : verifyFrame(v, this.rxCrc, base, received);
       if (len === 0) this.badFrames++;
-      else onFrame(base, len, i < placed && at[i]! >= 0);
+      else onFrame(base, len, placed);
     }
-    this.splitPlaced = placed > 0;
+    this.splitPlaced = placed && n > 0;
     return n;
   }
 
-  /** Moves the part of frame i of a split batch that landed in the ring back behind its header. */
-  private copyBack(ring: Uint8Array, ringPos: number, stride: number, i: number): void {
-    const sock = this.socket;
-    const tail = Math.min(sock.rxLength(i), sock.maxFrame) - DATA_HEADER;
-    if (tail > 0) sock.rx.set(ring.subarray(ringPos + i * stride, ringPos + i * stride + tail), sock.rxOffset(i) + DATA_HEADER);
-  }
-
-  /** Whether the last receiveSplit() placed any of its batch (its first frame was where expected). */
+  /** Whether the last receiveSplit() found its batch in order (payloads in place). */
   splitPlaced = false;
 
   get name(): string {
