@@ -3,10 +3,10 @@
 // the timeout when not), fail with one line, and never have written anything but a prefix.
 
 import { afterAll, describe, expect, test } from "bun:test";
-import { closeSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 import { cleanupAll, createTopology, type Topology } from "./support/netns";
 import { BINARY, describe as verdict, scratchDir, transfer } from "./support/transfer";
-import { outputOf, randomFile, running, sizeOf, until } from "./support/e2e";
+import { outputOf, randomFile, running, sizeOf, until, writeSlowReader } from "./support/e2e";
 
 const scratch = scratchDir();
 afterAll(async () => {
@@ -185,16 +185,7 @@ describe("the receiver's output", () => {
     const t = await topology();
     const bytes = 48 * MB;
     const input = await randomFile(scratch.dir, "slow", bytes);
-    const reader = `${scratch.dir}/slow-reader.js`;
-    // Reads stdin in 64 KiB pieces and sleeps to hold the rate.
-    writeFileSync(
-      reader,
-      `const fs = require("node:fs"); const rate = Number(process.argv[2]); const buf = Buffer.alloc(65536);
-       const t0 = performance.now(); let n = 0;
-       for (;;) { const r = fs.readSync(0, buf, 0, buf.length, null); if (r <= 0) break;
-         for (let o = 0; o < r; ) o += fs.writeSync(1, buf, o, r - o);
-         n += r; const d = t0 + (n / rate) * 1000 - performance.now(); if (d > 0) Bun.sleepSync(d); }\n`,
-    );
+    const reader = writeSlowReader(`${scratch.dir}/slow-reader.js`);
     const sJson = `${scratch.dir}/slow.s.json`;
     let sPeak = 0, rPeak = 0;
     // -m on the receiver: an 8 MiB window, so flow control, not the window, holds the sender.

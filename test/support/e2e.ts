@@ -1,7 +1,7 @@
 // Small helpers shared by the end-to-end tests: input files, watching a running transfer,
 // and reading numbers out of the -v summary.
 
-import { readdirSync, statSync } from "node:fs";
+import { readdirSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { makeRandomFile } from "./netns";
 
@@ -42,4 +42,18 @@ export function vcount(stderr: string, dev: string, field: string): number {
   const m = new RegExp(`^  ${dev}:.*?(\\d+) ${field}\\b`, "m").exec(stderr);
   if (!m) throw new Error(`no "${field}" for ${dev} in:\n${stderr}`);
   return Number(m[1]);
+}
+
+/** Writes a script that copies stdin to stdout in 64 KiB pieces at `argv[2]` bytes per second
+ * (it sleeps to hold the rate): a reader slower than the links, put after a receiver. */
+export function writeSlowReader(path: string): string {
+  writeFileSync(
+    path,
+    `const fs = require("node:fs"); const rate = Number(process.argv[2]); const buf = Buffer.alloc(65536);
+     const t0 = performance.now(); let n = 0;
+     for (;;) { const r = fs.readSync(0, buf, 0, buf.length, null); if (r <= 0) break;
+       for (let o = 0; o < r; ) o += fs.writeSync(1, buf, o, r - o);
+       n += r; const d = t0 + (n / rate) * 1000 - performance.now(); if (d > 0) Bun.sleepSync(d); }\n`,
+  );
+  return path;
 }
