@@ -253,6 +253,34 @@ export class DataFields {
   payloadLen = 0;
 }
 
+/** The part of a DATA header its CRC covers ([OFF_LEN, DATA_HEADER)), as a view made once per
+ * header slot: with the payload elsewhere, the frame's CRC is this view's continued over it. */
+export function dataHeaderChecked(bytes: Uint8Array, base: number): Uint8Array {
+  return bytes.subarray(base + OFF_LEN, base + DATA_HEADER);
+}
+
+/** Where a DATA frame's payload starts. */
+export function dataPayloadStart(base: number): number {
+  return base + DATA_HEADER;
+}
+
+/** Is the frame at base (received bytes long) a DATA frame with a payload for stream offset `offset`? */
+export function isDataFor(v: DataView, base: number, received: number, offset: number): boolean {
+  return received > DATA_HEADER && v.getUint8(base + OFF_TYPE) === FrameType.Data && readU64(v, base + OFF_DATA_OFFSET) === offset;
+}
+
+/** Writes a DATA frame's offset; with `payloadLen` >= 0 also its length field, for a payload sent
+ * from elsewhere (sealFrame does that for one next to its header). */
+export function writeDataFields(v: DataView, base: number, offset: number, payloadLen = -1): void {
+  writeU64(v, base + OFF_DATA_OFFSET, offset);
+  if (payloadLen >= 0) v.setUint16(base + OFF_LEN, DATA_HEADER - ETH_HEADER + payloadLen);
+}
+
+/** Stores a frame's CRC (computed by the caller over header and payload). */
+export function writeFrameCrc(v: DataView, base: number, crc: number): void {
+  v.setUint32(base + OFF_CRC, crc);
+}
+
 export function parseData(v: DataView, base: number, len: number, out: DataFields): boolean {
   if (len < DATA_HEADER) return false;
   out.offset = readU64(v, base + OFF_DATA_OFFSET);

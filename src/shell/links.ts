@@ -6,8 +6,8 @@ import { PacketSocket } from "./packet-socket";
 import { Poller, POLLOUT, addressOf } from "../../ffi/libc";
 import {
   type AckContent, COMMON_END, DATA_HEADER, ETH_HEADER, FrameCrc, FrameType, MIN_FRAME, MIN_MTU,
-  OFF_CRC, OFF_DATA_OFFSET, OFF_LEN, OFF_TYPE, buildAbort, buildAck, buildDone, buildHello, buildHelloAck,
-  probePadding, readU64, sealFrame, sealProbe, verifyFrame, verifySplitFrame, writeHeader, writeU64,
+  buildAbort, buildAck, buildDone, buildHello, buildHelloAck, dataHeaderChecked, dataPayloadStart, isDataFor,
+  probePadding, sealFrame, sealProbe, verifyFrame, verifySplitFrame, writeDataFields, writeFrameCrc, writeHeader,
 } from "../wire";
 import { usageError } from "../errors";
 
@@ -40,9 +40,8 @@ export class Link {
     this.rxCrc = new FrameCrc(socket.rx, true);
     for (let i = 0; i < socket.batch; i++) {
       const base = socket.txHeaderOffset(i);
-      this.dataHeaderViews.push(socket.txHeaders.subarray(base + OFF_LEN, base + DATA_HEADER));
-      const rxBase = socket.rxOffset(i);
-      this.rxHeaderViews.push(socket.rx.subarray(rxBase + OFF_LEN, rxBase + DATA_HEADER));
+      this.dataHeaderViews.push(dataHeaderChecked(socket.txHeaders, base));
+      this.rxHeaderViews.push(dataHeaderChecked(socket.rx, socket.rxOffset(i)));
     }
   }
 
@@ -64,14 +63,13 @@ export class Link {
     let placed = true;
     for (let i = 0; i < n && placed; i++) {
       const base = sock.rxOffset(i);
-      placed = sock.rxLength(i) > DATA_HEADER && v.getUint8(base + OFF_TYPE) === FrameType.Data &&
-        readU64(v, base + OFF_DATA_OFFSET) === expect + i * stride;
+      placed = isDataFor(v, base, sock.rxLength(i), expect + i * stride);
     }
     if (!placed) {
       // All of them first: storing one frame may overwrite where the next one landed.
       for (let i = 0; i < n; i++) {
         const tail = Math.min(sock.rxLength(i), sock.maxFrame) - DATA_HEADER;
-        if (tail > 0) sock.rx.set(ring.subarray(ringPos + i * stride, ringPos + i * stride + tail), sock.rxOffset(i) + DATA_HEADER);
+        if (tail > 0) sock.rx.set(ring.subarray(ringPos + i * stride, ringPos + i * stride + tail), dataPayloadStart(sock.rxOffset(i)));
       }
     }
     for (let i = 0; i < n; i++) {
@@ -213,17 +211,16 @@ export class Link {
     const base = this.begin(FrameType.Data, session, link, pn);
     if (base < 0) return false;
     const v = this.socket.txView;
-    writeU64(v, base + OFF_DATA_OFFSET, offset);
-    const headerEnd = base + DATA_HEADER;
+    const headerEnd = dataPayloadStart(base);
     if (DATA_HEADER + len < MIN_FRAME) {
       // Too short for Ethernet: copy the payload next to the header and pad there.
+      writeDataFields(v, base, offset);
       this.socket.txHeaders.set(ring.subarray(ringOffset, ringOffset + len), headerEnd);
       this.commit(base, headerEnd + len);
       return true;
     }
-    v.setUint16(base + OFF_LEN, DATA_HEADER - ETH_HEADER + len);
-    const crc = ringCrc.of(ringOffset, ringOffset + len, Bun.hash.crc32(this.dataHeaderViews[slot]!) >>> 0);
-    v.setUint32(base + OFF_CRC, crc);
+    writeDataFields(v, base, offset, len);
+    writeFrameCrc(v, base, ringCrc.of(ringOffset, ringOffset + len, Bun.hash.crc32(this.dataHeaderViews[slot]!) >>> 0));
     this.socket.txCommit(DATA_HEADER, ringPtr + ringOffset, len, offset);
     return true;
   }

@@ -3,8 +3,8 @@
 // as the protocol core decides. One thread runs the loop; it sleeps in poll() on the sockets
 // and the output worker's eventfd.
 
-import { FrameType, DATA_HEADER, FEATURE_LZ4, FEATURE_ZSTD, AbortFields, DataFields, FrameHeader, HelloFields,
-  dataPayloadMax, parseAbort, parseData, parseHeader, parseHello } from "../wire";
+import { FrameType, FEATURE_LZ4, FEATURE_ZSTD, AbortFields, DataFields, FrameHeader, HelloFields,
+  dataPayloadMax, dataPayloadStart, parseAbort, parseData, parseHeader, parseHello } from "../wire";
 import { ReceiverCore, RxPhase, Accept } from "../core/receiver";
 import { defaultTiming } from "../core/timing";
 import { abortOnAllLinks, openLinks, type Link } from "./links";
@@ -272,7 +272,7 @@ class ReceiverLoop {
         const verdict = core.onData(d, now, wirePn, offset, payload);
         if (verdict === Accept.Store) {
           // In place, the payload is at its offset already (it was fresh: storeFrom is offset).
-          if (!inPlace) this.store(sock.rx, base + DATA_HEADER + (core.storeFrom - offset), core.storeFrom, offset + payload);
+          if (!inPlace) this.store(sock.rx, dataPayloadStart(base) + (core.storeFrom - offset), core.storeFrom, offset + payload);
           this.placeNext = offset + payload;
         }
         break;
