@@ -171,10 +171,16 @@ async function main(): Promise<number> {
     const l2 = await runL2pipe(topo, input, bytes, statsPath, join(work, "l2pipe.out"));
     let ratio = NaN;
     let ownMs = NaN;
+    let codecs = "compressed";
     try {
-      const s = (await Bun.file(statsPath).json()) as { inputBytes: number; wireBytes: number; elapsedMs: number; ok: boolean };
+      const s = (await Bun.file(statsPath).json()) as {
+        inputBytes: number; wireBytes: number; elapsedMs: number; ok: boolean; compression?: { codecs?: Record<string, unknown> } | null;
+      };
       ratio = s.wireBytes / s.inputBytes;
       if (s.ok) ownMs = s.elapsedMs;
+      // The codecs the adaptive policy used for this stream (lz4, zstd levels).
+      const used = Object.keys(s.compression?.codecs ?? {});
+      if (used.length) codecs = used.join(" + ");
     } catch {
       // no stats: the transfer failed before the end; reported below
     }
@@ -198,7 +204,7 @@ async function main(): Promise<number> {
     say(`  data            ${args.sizeMiB} MiB (tar of /usr), sha256 ${inSha.slice(0, 16)}...`);
     // A failed run has no throughput worth printing.
     const speed = (o: Outcome) => (o.ok ? `${mb(bytes, o.ms).toFixed(1).padStart(7)} MB/s` : "      - MB/s");
-    say(`  l2pipe          ${speed(l2)}  (${(l2.ms / 1000).toFixed(2)} s, 2 links, lz4)   sha256 ${verdict(l2)}`);
+    say(`  l2pipe          ${speed(l2)}  (${(l2.ms / 1000).toFixed(2)} s, 2 links, ${codecs})   sha256 ${verdict(l2)}`);
     if (Number.isFinite(ownMs)) say(`                  ${mb(bytes, ownMs).toFixed(1).padStart(7)} MB/s  (${(ownMs / 1000).toFixed(2)} s as the sender counts it, without start-up)`);
     if (tcp) {
       say(`  TCP (socat)     ${speed(tcp)}  (${(tcp.ms / 1000).toFixed(2)} s, 1 link)          sha256 ${verdict(tcp)}`);
