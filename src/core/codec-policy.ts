@@ -63,8 +63,8 @@ export const HOLD_MIN_MS = 1000;
 export const HOLD_MAX_MS = 16_000;
 /** A level kept this long without starving the links counts as fitting: its hold is reset. */
 const FIT_MS = 5000;
-/** How long what was measured at a level is believed. */
-const RATE_MS = 10_000;
+/** How long what was measured at a level is believed (each new try of a level costs a few windows). */
+const RATE_MS = 30_000;
 /** A level known to move less than this much more input than the one in use is not gone to. */
 const RATE_GAIN = 1.1;
 
@@ -158,6 +158,24 @@ export class CodecPolicy {
     const at = this.rung;
     const wireRate = drained / span;
     const known = inRate >= 0;
+    // At none the compressors are idle, so neither share says who is the bottleneck (a sender
+    // busy with frames, as at MTU 1500, leaves no backlog either): none moves what the links
+    // and this thread take, and that is what counts. It is recorded as what the links took, and
+    // lz4 is gone back to, whatever the shares, while it fed more than that when it starved.
+    if (known && this.ladder[at]!.word === CODEC_NONE) {
+      [this.linkWire[at], this.linkAt[at]] = [inRate, now];
+      const next = at + 1;
+      // Known to have fed more: back at once (its hold is for levels that did not fit, and this
+      // one moved more even while starving the links). Not measured lately: worth a try again,
+      // after its hold (the links or the data may have changed).
+      const known = next < this.ladder.length && now - this.capAt[next]! < RATE_MS;
+      const fedMore = known && this.capRate[next]! > inRate * RATE_GAIN;
+      const retry = next < this.ladder.length && !known && now >= this.holdUntil[next]!;
+      this.upVotes = fedMore || retry ? this.upVotes + 1 : 0;
+      if (this.upVotes >= UP_WINDOWS) this.step(now, next, false);
+      if (now - this.enteredAt >= FIT_MS) this.holdMs[this.rung] = HOLD_MIN_MS;
+      return this.current();
+    }
     if (w.starved > DOWN_STARVED) {
       this.upVotes = 0;
       if (known) [this.capRate[at], this.capAt[at]] = [inRate, now];
