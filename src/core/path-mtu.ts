@@ -6,6 +6,8 @@
 // acknowledged (a black hole: a switch or the receiver's MTU lowered) start a new search; a
 // size below the link's MTU is tried upward again later. Pure logic: no I/O, no clock.
 
+import { dataPayloadMax } from "../wire";
+
 /** Sizes tried below the link's own MTU (the smaller of both ends'), as MTUs (frame minus the
  * 14-byte Ethernet header). 576 is the smallest MTU l2pipe accepts on a device. */
 export const MTU_STEPS: readonly number[] = [9000, 8000, 4000, 1500, 576];
@@ -51,7 +53,7 @@ export class PathMtu {
   private startedWith = 0;
   private midTransfer = false;
   private raiseAt = Infinity;
-  /** Frames larger than this (as MTU: payload + 30) need the current size. */
+  /** Frames too big for this size (an MTU) need the current one. */
   private bigAbove = 0;
   private bigLost = 0;
   private bigAckedAt = 0;
@@ -95,7 +97,7 @@ export class PathMtu {
    * is raised at its time. Acknowledgements and losses change this; the caller asks again then.
    */
   nextTimeout(now: number, heardRecently: boolean, holdMs: number): number {
-    if (this.searching) return this.searchOver(now) ? now : Infinity;
+    if (this.searching) return this.searchOver() ? now : Infinity;
     let t = this.raiseAt;
     if (this.proven > 0 && this.bigLost >= BLACK_HOLE_LOSSES && heardRecently) {
       t = Math.min(t, this.bigAckedAt + Math.max(BLACK_HOLE_MIN_MS, holdMs));
@@ -119,7 +121,7 @@ export class PathMtu {
 
   /** Quick test for the caller's hot path: does a DATA frame of this payload need the current size? */
   isBig(payload: number): boolean {
-    return payload + 30 > this.bigAbove;
+    return payload > dataPayloadMax(this.bigAbove);
   }
 
   onBigDataAcked(now: number): void {
@@ -148,7 +150,7 @@ export class PathMtu {
    * simply dead). Returns what changed, for the user, when a search ends with news.
    */
   tick(now: number, heardRecently: boolean, holdMs: number): MtuChange | null {
-    if (this.searching) return this.searchOver(now) ? this.conclude(now) : null;
+    if (this.searching) return this.searchOver() ? this.conclude(now) : null;
     if (this.proven > 0 && this.bigLost >= BLACK_HOLE_LOSSES && heardRecently &&
         now - this.bigAckedAt >= Math.max(BLACK_HOLE_MIN_MS, holdMs)) {
       // Start from nothing: the size in use is a suspect until acknowledged again.
@@ -172,7 +174,7 @@ export class PathMtu {
   }
 
   /** Every size above the one in use failed, or the largest is in use. */
-  private searchOver(_now: number): boolean {
+  private searchOver(): boolean {
     for (let i = 0; i < this.sizes.length; i++) {
       const size = this.sizes[i]!;
       if (size <= this.proven) return true;

@@ -495,8 +495,7 @@ export class SenderCore {
     }
     t = Math.min(t, this.lastHeardAny + timing.peerTimeoutMs);
     if (this.phase === Phase.Transfer) {
-      const owed = Math.min(this.appended, this.peerLimit) > this.cumAcked;
-      if (owed && this.answeredSinceProgress()) t = Math.min(t, this.progressAt + timing.peerTimeoutMs);
+      if (this.owesData() && this.answeredSinceProgress()) t = Math.min(t, this.progressAt + timing.peerTimeoutMs);
       // The stall resend (tick acts on it only while some link is up).
       const anyUp = this.links.some((l) => l.state === LinkState.Up);
       if (anyUp && this.cumAcked < this.nextNew) t = Math.min(t, this.cumMovedAt + timing.linkDownMs);
@@ -872,8 +871,7 @@ export class SenderCore {
    */
   private watchdog(now: number): boolean {
     if (this.phase !== Phase.Transfer) return false;
-    const owed = Math.min(this.appended, this.peerLimit) > this.cumAcked;
-    if (!owed) {
+    if (!this.owesData()) {
       this.progressAt = now;
       return false;
     }
@@ -891,6 +889,12 @@ export class SenderCore {
    * progress stopped (its last frames a moment later) is lost instead: its peer timeout, due a
    * moment after the watchdog's, says so.
    */
+  /** Stream bytes the receiver has room for that it has not acknowledged yet (a slow reader or
+   * a slow stdin owes nothing). */
+  private owesData(): boolean {
+    return Math.min(this.appended, this.peerLimit) > this.cumAcked;
+  }
+
   private answeredSinceProgress(): boolean {
     return this.pingAckedAt > this.progressAt;
   }

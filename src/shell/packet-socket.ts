@@ -343,18 +343,25 @@ export class PacketSocket {
           this.queueFull--;
           this.refusedSince = -1;
           this.framesDropped++;
-          n = 1;
-          this.bytesSent -= this.txHeaderLen[0]! + this.txPayloadLen[0]!;
-          this.framesSent--;
-        } else if (e === EAGAIN || e === EINTR) return 0;
-        else throw this.deviceError("send failed", e);
+          this.release(1);
+          return 1;
+        }
+        if (e === EAGAIN || e === EINTR) return 0;
+        throw this.deviceError("send failed", e);
       }
     }
     this.framesSent += n;
     for (let i = 0; i < n; i++) this.bytesSent += this.txHeaderLen[i]! + this.txPayloadLen[i]!;
+    this.release(n);
+    return n;
+  }
+
+  /** Forgets the first n pending frames (gone to the kernel, or given up). */
+  private release(n: number): void {
+    const total = this.pending;
     if (n === total) {
       this.pending = 0;
-      return n;
+      return;
     }
     // Partial send: move the rest to the front so slot order stays frame order.
     const rest = total - n;
@@ -365,7 +372,6 @@ export class PacketSocket {
     this.txTag.copyWithin(0, n, total);
     for (let i = 0; i < rest; i++) this.writeTxIov(i);
     this.pending = rest;
-    return n;
   }
 
   /** Asks for a send buffer of `bytes` (the kernel doubles it); returns what it granted. */
