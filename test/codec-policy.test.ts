@@ -3,7 +3,7 @@
 // waited with nothing to send (starved), time data waited for the links (backlog), busy time.
 import { describe, expect, test } from "bun:test";
 import { CODEC_LZ4, CODEC_NONE, type CodecWord } from "../src/codec";
-import { AUTO_LADDER, CodecPolicy, HOLD_MIN_MS, START_WORD, WARMUP_MS, WINDOW_MS } from "../src/core/codec-policy";
+import { AUTO_LADDER, CodecPolicy, FAST_LINKS, HOLD_MIN_MS, PROBE_AHEAD, PROBE_MAX_MS, START_WORD, WARMUP_MS, WINDOW_MS } from "../src/core/codec-policy";
 
 interface Data {
   /** Input MB/s one compressor manages, per codec word. */
@@ -53,8 +53,9 @@ function simulate(phases: Phase[], ladder = AUTO_LADDER, RING_MB = 16): Trace {
       const dt = STEP / 1000;
       // Compressors: as much as they manage, stdin gives, and the ring has room for.
       const canInput = Math.min(WORKERS * p.data.speed[word]! * dt, (p.inputRate ?? Infinity) * dt);
-      const room = RING_MB - fill;
-      const wire = Math.min(canInput * p.data.ratio[word]!, room);
+      // The probe's read-ahead bound (on what is in the ring: the model has no acknowledgements).
+      const room = Math.min(RING_MB, policy.readAhead(t) / 1e6) - fill;
+      const wire = Math.max(0, Math.min(canInput * p.data.ratio[word]!, room));
       const input = wire / p.data.ratio[word]!;
       // none is the sender thread's, not the Workers': their busy time does not grow.
       if (word !== CODEC_NONE) totals.busyMs += (input / (p.data.speed[word]! * dt)) * STEP; // summed over workers
@@ -101,8 +102,10 @@ describe("codec policy against a simulated bottleneck", () => {
     const trace = simulate([{ ms: 10_000, linkRate: 40, data: USR }]);
     const s = settled(trace);
     expect(s.codec).toBe(6);
-    expect(s.since).toBeLessThanOrEqual(WARMUP_MS + 4 * WINDOW_MS + 50); // warm-up, then 2 steps of 2 windows
-    expect(changes(trace)).toBe(2); // zstd-1 (the start) -> 3 -> 6, nothing after
+    // The probe's first window shows the backlog, then the warm-up, then 2 steps of 2 windows.
+    expect(s.since).toBeLessThanOrEqual(WINDOW_MS + WARMUP_MS + 4 * WINDOW_MS + 50);
+    expect(codecAt(trace, WINDOW_MS)).toBe(START_WORD);
+    expect(changes(trace)).toBe(2); // zstd-1 (after the probe's first window) -> 3 -> 6, nothing after
   });
 
   test("a 64 MB ring still filling: the links' need, not the compressors' rush to fill it, decides", () => {
@@ -159,18 +162,47 @@ describe("codec policy against a simulated bottleneck", () => {
     for (let t = 6800; t <= 9000; t += WINDOW_MS) expect(codecAt(trace, t)).toBeLessThanOrEqual(3);
   });
 
-  test("neither side the bottleneck (a slow producer): the codec stays where it is", () => {
+  test("neither side the bottleneck (a slow producer): the start codec once the probe gives up, and it stays", () => {
     const trace = simulate([{ ms: 5000, linkRate: 1000, data: USR, inputRate: 50 }]);
-    expect(changes(trace)).toBe(0);
+    expect(codecAt(trace, PROBE_MAX_MS - WINDOW_MS)).toBe(CODEC_NONE);
+    expect(codecAt(trace, PROBE_MAX_MS + WINDOW_MS)).toBe(START_WORD);
+    expect(changes(trace)).toBe(1);
     expect(settled(trace).codec).toBe(START_WORD);
   });
 
-  test("fast links from the start: down from zstd-1 through lz4 to none right after the warm-up", () => {
-    const trace = simulate([{ ms: 3000, linkRate: 2000, data: USR }]);
-    expect(codecAt(trace, WARMUP_MS)).toBe(1);
-    expect(codecAt(trace, WARMUP_MS + WINDOW_MS)).toBe(CODEC_LZ4);
-    expect(codecAt(trace, WARMUP_MS + 2 * WINDOW_MS)).toBe(CODEC_NONE);
+  test("links faster than this sender reads the raw stream: none from the first byte, nothing compressed", () => {
+    const trace = simulate([{ ms: 3000, linkRate: 3000, data: USR }]);
+    // Nothing until lz4's hold has passed (a sender short of CPU for frames may move more with
+    // it, see below); that one try and back: 2 changes.
+    for (const [t, w] of trace.windows) if (t <= WINDOW_MS + HOLD_MIN_MS) expect(w).toBe(CODEC_NONE);
     expect(changes(trace)).toBe(2);
+    expect(settled(trace).codec).toBe(CODEC_NONE);
+    expect(trace.policy.readAhead(3000)).toBe(Infinity);
+  });
+
+  test("the probe: at none, at most PROBE_AHEAD read ahead, until backlog (compress) or a fast window (none)", () => {
+    const slow = new CodecPolicy(AUTO_LADDER, 2, 0);
+    expect(slow.current()).toBe(CODEC_NONE);
+    expect(slow.probing(0)).toBe(true);
+    expect(slow.readAhead(0)).toBe(PROBE_AHEAD);
+    // A window with the links holding data back: zstd-1 at once, and the ring's whole size again.
+    const t = { starvedMs: 0, backlogMs: 0.6 * WINDOW_MS, busyMs: 0, producedBytes: 1, drainedBytes: 1, inputBytes: 15e6 };
+    expect(slow.update(WINDOW_MS, t)).toBe(START_WORD);
+    expect(slow.probing(WINDOW_MS)).toBe(false);
+    expect(slow.readAhead(WINDOW_MS)).toBe(Infinity);
+    // A window just under FAST_LINKS without backlog decides nothing; one at it keeps none.
+    const fast = new CodecPolicy(AUTO_LADDER, 2, 0);
+    const f = { starvedMs: 0, backlogMs: 0, busyMs: 0, producedBytes: 1, drainedBytes: 1, inputBytes: (FAST_LINKS - 1) * WINDOW_MS };
+    expect(fast.update(WINDOW_MS, f)).toBe(CODEC_NONE);
+    expect(fast.probing(WINDOW_MS)).toBe(true);
+    f.inputBytes += FAST_LINKS * WINDOW_MS;
+    expect(fast.update(2 * WINDOW_MS, f)).toBe(CODEC_NONE);
+    expect(fast.probing(2 * WINDOW_MS)).toBe(false);
+    expect(fast.changes).toBe(0);
+    // Without none on the ladder (never chosen by the shell, but allowed) there is no probe.
+    const plain = new CodecPolicy([{ word: CODEC_LZ4, cost: 1 }, { word: 1, cost: 1.75 }], 2, 0);
+    expect(plain.probing(0)).toBe(false);
+    expect(plain.readAhead(0)).toBe(Infinity);
   });
 
   test("a sender whose compressors are slow (CPU taken by frames, as at MTU 1500): lz4 that starves the links is left for none once, then kept", () => {
@@ -197,9 +229,10 @@ describe("codec policy against a simulated bottleneck", () => {
 
   test("the warm-up windows (the links wait for the first chunk, kernel queues fill) decide nothing", () => {
     const p = new CodecPolicy(AUTO_LADDER, 2, 0);
-    let t = 0;
-    const totals = { starvedMs: 0, backlogMs: 0, busyMs: 0, producedBytes: 1, drainedBytes: 1 };
-    for (; t + WINDOW_MS <= WARMUP_MS; ) {
+    const totals = { starvedMs: 0, backlogMs: WINDOW_MS, busyMs: 0, producedBytes: 1, drainedBytes: 1 };
+    expect(p.update(WINDOW_MS, totals)).toBe(START_WORD); // the probe saw the links hold data back
+    let t = WINDOW_MS;
+    for (; t + WINDOW_MS <= WINDOW_MS + WARMUP_MS; ) {
       t += WINDOW_MS;
       totals.starvedMs += WINDOW_MS / 2;
       expect(p.update(t, totals)).toBe(START_WORD);
@@ -212,10 +245,13 @@ describe("codec policy against a simulated bottleneck", () => {
     const trace = simulate([{ ms: 3000, linkRate: 40, data: USR }], [{ word: CODEC_LZ4, cost: 1 }]);
     expect(changes(trace)).toBe(0);
     expect(START_WORD).toBe(1);
-    expect(new CodecPolicy(AUTO_LADDER, 4, 0).current()).toBe(1);
+    // With none on the ladder the probe comes first (see the probe's test): where it goes after.
+    const backlog = { starvedMs: 0, backlogMs: WINDOW_MS, busyMs: 0, producedBytes: 1, drainedBytes: 1 };
+    const after = (ladder: { word: CodecWord; cost: number }[]) => new CodecPolicy(ladder, 4, 0).update(WINDOW_MS, backlog);
+    expect(after([...AUTO_LADDER])).toBe(1);
     expect(new CodecPolicy([{ word: CODEC_LZ4, cost: 1 }, { word: 3, cost: 3 }], 4, 0).current()).toBe(CODEC_LZ4);
-    // A receiver without libzstd: none and lz4 are left, and lz4 is where it starts.
-    expect(new CodecPolicy([{ word: CODEC_NONE, cost: 0.2 }, { word: CODEC_LZ4, cost: 1 }], 4, 0).current()).toBe(CODEC_LZ4);
+    // A receiver without libzstd: none and lz4 are left, and lz4 is where it goes.
+    expect(after([{ word: CODEC_NONE, cost: 0.2 }, { word: CODEC_LZ4, cost: 1 }])).toBe(CODEC_LZ4);
     expect(new CodecPolicy([{ word: CODEC_NONE, cost: 0.2 }, { word: 3, cost: 3 }], 4, 0).current()).toBe(CODEC_NONE);
     expect(() => new CodecPolicy([], 4, 0)).toThrow("empty ladder");
   });

@@ -36,19 +36,35 @@ export const AUTO_LADDER: readonly Rung[] = [
 ];
 
 /**
- * Where auto starts: zstd-1 when the ladder has it. The send ring (64 MiB) fills within the
- * first window or two, long before the links have said anything, and what fills it keeps the
- * codec it got; links slower than the compressors (1 GbE, USB) are the common case, and on
- * links that are faster the first starved window steps down to lz4 (150 ms).
+ * The codec auto compresses with once it knows the links are the bottleneck: zstd-1 when the
+ * ladder has it (links slower than the compressors, 1 GbE or USB, are the common case).
  */
 export const START_WORD: CodecWord = 1;
 
+/**
+ * Before compressing anything, auto finds out whether the links are slower than the raw stream:
+ * the chunks go out at none, with at most PROBE_AHEAD wire bytes read ahead of what the receiver
+ * acknowledged, until a window shows the links holding data back (backlog: the start codec at
+ * once) or moving more than FAST_LINKS of input (none stays), or PROBE_MAX_MS pass (neither: a
+ * slow producer; the start codec, which costs the links nothing). The bound keeps what goes out
+ * raw over a slow link to about the kernel's queues, and it hardly holds back a fast one.
+ * Rates say little in the first half second, when each side's code is still being compiled:
+ * a veth and a 1 Gbit link both move ~120-140 MB/s then, at none or zstd-1 alike.
+ */
+export const PROBE_MAX_MS = 1500;
+export const PROBE_AHEAD = 8 << 20;
+/** Input bytes/ms at none, without backlog, that say the links are faster than compression would
+ * feed them (2 x lz4 at ~1000 MB/s each halves the wire bytes, but the sender thread copying
+ * records and cutting frames keeps that well below 1 GB/s of input here). 4 x 1 Gbit: 475. */
+export const FAST_LINKS = 400_000;
+
 export const WINDOW_MS = 150;
 /**
- * Windows in this first span only set the baseline: the links first wait for the very first
- * chunk, and then the kernel's queues (the socket buffer, up to txqueuelen frames in the qdisc)
- * take megabytes at any rate, so the links look starved whatever the codec (measured: 16 % of the
- * first window, over a 300 Mbit link that the compressors outran by far).
+ * Windows in this span after the policy first compresses only set the baseline: the links wait
+ * for the compressors' first chunks, and the kernel's queues (the socket buffer, up to
+ * txqueuelen frames in the qdisc) take megabytes at any rate, so the links look starved
+ * whatever the codec (measured: 16 % of the first window, over a 300 Mbit link that the
+ * compressors outran by far).
  */
 export const WARMUP_MS = 3 * WINDOW_MS;
 /** Starved share of a window above which the policy steps down. */
@@ -96,7 +112,7 @@ export class CodecPolicy {
   private enteredAt: number;
   private readonly holdUntil: number[];
   private readonly holdMs: number[];
-  private readonly warmUntil: number;
+  private warmUntil: number;
   /** Per rung, the input bytes per ms it moved when it last starved the links (what its
    * compressors can do), and when. */
   private readonly capRate: number[];
@@ -104,6 +120,8 @@ export class CodecPolicy {
   /** Per rung, the wire bytes per ms the links took when they were last its bottleneck, and when. */
   private readonly linkWire: number[];
   private readonly linkAt: number[];
+  /** Until this time at most, the links are measured at none (-Infinity: no probe, or it ended). */
+  private probeUntil = -Infinity;
   /** Windows in which the codec changed (for reports and tests). */
   changes = 0;
   lastWindow: PolicyWindow = { starved: 0, backlog: 0, load: 0 };
@@ -115,9 +133,12 @@ export class CodecPolicy {
     private readonly windowMs = WINDOW_MS,
   ) {
     if (ladder.length === 0) throw new Error("CodecPolicy: empty ladder");
-    // zstd-1, else lz4 (a receiver without libzstd), else the cheapest codec there is.
-    const start = ladder.findIndex((r) => r.word === START_WORD);
-    this.rung = start >= 0 ? start : Math.max(0, ladder.findIndex((r) => r.word === CODEC_LZ4));
+    this.rung = this.startRung();
+    // With none on the ladder, the links are measured first (see PROBE_MAX_MS).
+    if (ladder[0]!.word === CODEC_NONE && this.rung > 0) {
+      this.rung = 0;
+      this.probeUntil = now + PROBE_MAX_MS;
+    }
     this.windowStart = now;
     this.warmUntil = now + WARMUP_MS;
     this.enteredAt = now;
@@ -133,7 +154,23 @@ export class CodecPolicy {
     return this.ladder[this.rung]!.word;
   }
 
-  /** A window has passed: call update. */
+  /** zstd-1, else lz4 (a receiver without libzstd), else the cheapest codec there is. */
+  private startRung(): number {
+    const start = this.ladder.findIndex((r) => r.word === START_WORD);
+    return start >= 0 ? start : Math.max(0, this.ladder.findIndex((r) => r.word === CODEC_LZ4));
+  }
+
+  /** Wire bytes the input may read ahead of what the receiver acknowledged (Infinity: the ring's size). */
+  readAhead(now: number): number {
+    return now < this.probeUntil ? PROBE_AHEAD : Infinity;
+  }
+
+  /** Is the first measurement still going (the chunks go out at none)? */
+  probing(now: number): boolean {
+    return now < this.probeUntil;
+  }
+
+  /** When update has something to decide: the next window's end, or the probe's. */
   due(now: number): boolean {
     return now - this.windowStart >= this.windowMs;
   }
@@ -154,6 +191,12 @@ export class CodecPolicy {
     this.lastWindow = w;
     this.last = { ...totals };
     this.windowStart = now;
+    if (this.probeUntil !== -Infinity) {
+      const slower = w.backlog >= UP_BACKLOG;
+      const faster = !slower && inRate >= FAST_LINKS;
+      if (slower || faster || now >= this.probeUntil) this.endProbe(now, !faster);
+      return this.current();
+    }
     if (now <= this.warmUntil) return this.current();
     const at = this.rung;
     const wireRate = drained / span;
@@ -202,6 +245,21 @@ export class CodecPolicy {
     }
     if (now - this.enteredAt >= FIT_MS) this.holdMs[this.rung] = HOLD_MIN_MS;
     return this.current();
+  }
+
+  /**
+   * The probe's verdict. Links faster than FAST_LINKS stay at none, and lz4 is tried after its
+   * hold, as from any window at none. Otherwise the start codec, and the usual warm-up: the
+   * compressors' first chunks make the first windows after it say little.
+   */
+  private endProbe(now: number, compress: boolean): void {
+    this.probeUntil = -Infinity;
+    if (!compress) {
+      this.holdUntil[1] = now + HOLD_MIN_MS;
+      return;
+    }
+    this.step(now, this.startRung(), false);
+    this.warmUntil = now + WARMUP_MS;
   }
 
   private step(now: number, to: number, starved: boolean): void {

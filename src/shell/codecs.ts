@@ -89,7 +89,8 @@ export class SenderCodecs {
       this.policy = new CodecPolicy(ladder, pool.workerCount(), now);
       word = this.policy.current();
     }
-    pool.setCodec(word);
+    // At none (the policy's first measurement) the Workers get no chunks: they keep lz4 meanwhile.
+    pool.setCodec(word === CODEC_NONE ? this.initial() : word);
     this.settledWord = word;
     this.trace.push({ ms: Math.round(now - this.started), read: 0, codec: codecName(word) });
     // lz4 where allowed, else zstd's cheapest level (any level decodes alike).
@@ -118,6 +119,12 @@ export class SenderCodecs {
       if (word !== CODEC_NONE) pool.setCodec(word);
       if (this.trace.length < TRACE_MAX) this.trace.push({ ms: Math.round(now - this.started), read: inputRead, codec: codecName(word) });
     }
+  }
+
+  /** Wire bytes the input may read ahead of what the receiver acknowledged (the policy's first
+   * measurement bounds it; Infinity: the ring's size). */
+  readAhead(now: number): number {
+    return this.policy ? this.policy.readAhead(now) : Infinity;
   }
 
   /** The policy says: send chunks as they are, straight into the ring (no pool, no probes). */

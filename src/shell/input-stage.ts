@@ -75,6 +75,8 @@ export class InputStage {
 
   /** End of the wire stream in the ring. */
   private appended = 0;
+  /** The loop's time at this turn (the codec policy's read-ahead bound depends on it). */
+  private now = 0;
   /** Input bytes in records so far, and their CRC-32: what END says. */
   private total = 0;
   private streamCrc = 0;
@@ -138,14 +140,32 @@ export class InputStage {
     return this.heldRecord < 0 && this.submitted > this.taken;
   }
 
+  /** Ring bytes the input may fill now: the ring's free space, or less while the codec policy
+   * measures the links (its read-ahead bound). */
   private ringFree(): number {
-    return this.reusableBelow() + this.ringSize - this.appended;
+    return this.readableBelow() - this.appended;
+  }
+
+  /** Does the codec policy's read-ahead bound, not the ring, keep the input from the next
+   * chunk? (The links hold that much unacknowledged: they are slower than this sender reads.) */
+  heldByReadAhead(): boolean {
+    if (!this.codecs || this.eof) return false;
+    const ahead = this.codecs.readAhead(this.now);
+    return ahead < this.ringSize && this.reusableBelow() + ahead - this.appended < RECORD_HEADER + this.chunkSize;
+  }
+
+  /** The wire offset the input may fill up to. */
+  private readableBelow(): number {
+    const below = this.reusableBelow();
+    const ahead = this.codecs ? this.codecs.readAhead(this.now) : Infinity;
+    return below + Math.min(this.ringSize, ahead);
   }
 
   /** One turn's input: finished records from the pool, up to READ_PER_TURN bytes of stdin, END
    * at EOF. `receiverCodecs`: FEATURE_* bits of the codecs the receiver decodes (HELLO_ACK). */
   read(now: number, receiverCodecs: number): void {
     if (this.endQueued) return;
+    this.now = now;
     // Nothing is compressed before the receiver said what it decodes (it has, in HELLO_ACK).
     if (this.codecs && !this.codecs.settled) this.codecs.settle(receiverCodecs, this.pool!, now);
     if (this.pool) this.drainPool();
@@ -201,7 +221,7 @@ export class InputStage {
       this.filled = 0;
     }
     const pos = this.rawStart + RECORD_HEADER + this.filled;
-    const free = this.reusableBelow() + this.ringSize - pos;
+    const free = this.readableBelow() - pos;
     const contiguous = this.ringSize - (pos % this.ringSize);
     const want = Math.min(this.chunkSize - this.filled, free, contiguous);
     if (want <= 0) return 0;
@@ -222,7 +242,7 @@ export class InputStage {
       if (route === Route.Pool) return this.heldRecord < 0 && this.pool!.freeSlots() > 0;
       return route === Route.Ring && this.ringFree() >= RECORD_HEADER + this.chunkSize;
     }
-    const free = this.reusableBelow() + this.ringSize - (this.rawStart + RECORD_HEADER + this.filled);
+    const free = this.readableBelow() - (this.rawStart + RECORD_HEADER + this.filled);
     return free >= Math.min(this.chunkSize - this.filled, 64 * 1024);
   }
 

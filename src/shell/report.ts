@@ -51,6 +51,8 @@ export interface RunStats {
     codec?: string;
     policy?: "auto" | "pinned";
     codecChanges?: number;
+    /** auto's changes in order: when (ms since start-up), how far into stdin, to what. */
+    codecTrace?: { ms: number; read: number; codec: string }[];
     /** Share of the run's time each side was the bottleneck (filled in by the report). */
     bottleneck?: { links: number; compressors: number };
   } | null;

@@ -153,7 +153,10 @@ class SenderLoop {
         core.sentUpTo >= core.appendedUpTo && core.appendedUpTo < core.limit;
       // Data in the ring the links have not taken yet: the whole turn is the links' (or the
       // receiver's) to answer for, reading stdin into a filling ring included.
-      const backlog = this.pool !== null && core.phase === Phase.Transfer && !starved && core.sentUpTo < core.appendedUpTo;
+      // Input held back by the codec policy's read-ahead bound counts too: the links hold that
+      // much unacknowledged.
+      const backlog = this.pool !== null && core.phase === Phase.Transfer && !starved &&
+        (core.sentUpTo < core.appendedUpTo || this.input.heldByReadAhead());
       this.sleep(now);
       if (starved) this.linksWaitedMs += performance.now() - now;
       if (backlog) this.linksBusyMs += performance.now() - turnStart;
