@@ -300,12 +300,13 @@ describe("packet socket", () => {
   test("closing several sockets at once overlaps their RCU waits; each fd is closed once", async () => {
     const d = dev(topo.nsA, topo.devsA[0]!);
     const fdOpen = (fd: number) => libc().fcntl(fd, F_GETFD, 0) >= 0;
-    // Serially each close waits out its own grace period; closed together (two at a time, as
+    // Serially each close waits out its own grace period (unless they are expedited); closed together (two at a time, as
     // many as the thread pool runs on two cores) they share one. Grace periods on a busy 2-core
     // host vary by a factor of two from one to the next, so the claim is on the median of
     // per-round ratios: 0.5-0.7 when the waits overlap, about 1 when they do not.
     const openTwo = () => [open(topo.nsA, d, 4, 9014), open(topo.nsA, d, 4, 9014)];
     const ratios: number[] = [];
+    const serialTimes: number[] = [];
     const closed: PacketSocket[] = [];
     let together: PacketSocket[] = [];
     for (let round = 0; round < 9; round++) {
@@ -317,12 +318,16 @@ describe("packet socket", () => {
       t = performance.now();
       await Promise.all(together.map((s) => s.closeAsync()));
       ratios.push((performance.now() - t) / serialMs);
+      serialTimes.push(serialMs);
       closed.push(...serial, ...together);
     }
     for (const s of closed) expect(fdOpen(s.fd)).toBe(false);
-    ratios.sort((a, b) => a - b);
-    console.log(`close together / serial, per round: ${ratios.map((r) => r.toFixed(2)).join(" ")}`);
-    expect(ratios[4]!).toBeLessThan(0.85);
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+    console.log(`close together / serial, per round: ${ratios.map((r) => r.toFixed(2)).join(" ")}; serial ms ${serialTimes.map((r) => r.toFixed(2)).join(" ")}`);
+    // With expedited grace periods (/sys/kernel/rcu_expedited = 1) a close waits for none, and
+    // there is nothing to overlap: then closing together must only stay quick.
+    if (median(serialTimes) >= 2) expect(median(ratios)).toBeLessThan(0.85);
+    else expect(median(ratios.map((r, i) => r * serialTimes[i]!))).toBeLessThan(5);
     // A second close of either kind is a no-op, not a close of whatever took the fd number.
     const other = makePipe();
     await together[0]!.closeAsync();
