@@ -218,6 +218,21 @@ describe("codec policy against a simulated bottleneck", () => {
     expect(atLz4 / trace.windows.length).toBeGreaterThan(0.8);
   });
 
+  test("a 1 Gbit link and a sender short of CPU for a moment: lz4 that starves the links still moves more than none, so none is not gone to", () => {
+    // 1.2 s in which the compressors get a fifteenth of their speed: zstd-1 starves the links,
+    // and so does lz4 (2 x 67 MB/s of input, 91 on the wire of the 125 the links take), yet
+    // none would move only 125.
+    const starvedCpu: Data = { speed: Object.fromEntries(Object.entries(USR.speed).map(([k, v]) => [k, k === "-1" ? v : v / 15])), ratio: USR.ratio };
+    const trace = simulate([
+      { ms: 3000, linkRate: 125, data: USR },
+      { ms: 1200, linkRate: 125, data: starvedCpu },
+      { ms: 3000, linkRate: 125, data: USR },
+    ]);
+    const after = trace.windows.filter(([t]) => t > WINDOW_MS);
+    expect(after.some(([t, w]) => t > 3000 && t <= 4200 && w === CODEC_LZ4)).toBe(true);
+    for (const [, w] of after) expect(w).not.toBe(CODEC_NONE);
+  });
+
   test("links that take more than lz4 makes but less than the raw stream: a starved lz4 is kept, as it moves more input than none", () => {
     // lz4: 2 x 1000 MB/s of input, 1360 MB/s on the wire; none: 1600 MB/s, all the links take.
     const trace = simulate([{ ms: 6000, linkRate: 1600, data: USR }]);

@@ -194,6 +194,8 @@ export class CodecPolicy {
     if (this.probeUntil !== -Infinity) {
       const slower = w.backlog >= UP_BACKLOG;
       const faster = !slower && inRate >= FAST_LINKS;
+      // Links that held the raw stream back took the window's wire bytes: what none moves.
+      if (slower && inRate >= 0) [this.linkWire[0], this.linkAt[0]] = [drained / span, now];
       if (slower || faster || now >= this.probeUntil) this.endProbe(now, !faster);
       return this.current();
     }
@@ -223,13 +225,15 @@ export class CodecPolicy {
       this.upVotes = 0;
       if (known) [this.capRate[at], this.capAt[at]] = [inRate, now];
       // Starved links do not mean the level below moves more input: on links that take more
-      // than lz4 makes but less than the raw stream, a starved lz4 still beats none. The level
-      // below would move what the links take (known from when they last held it back, if they
-      // are no faster now) over its ratio (1 for none, else about this level's, on this data).
+      // than lz4 makes but less than the raw stream, a starved lz4 still beats none (and on a
+      // 1 Gbit link a sender short of CPU for a moment starves them at any level). The level
+      // below would move what the links take (the most they took when they last held any
+      // level back, if they are no faster now) over its ratio (1 for none, else about this
+      // level's, on this data).
       const below = at - 1;
       const ratio = this.ladder[below]?.word === CODEC_NONE ? 1 : inRate > 0 ? wireRate / inRate : 1;
-      const lowerMovesLess = known && below >= 0 && now - this.linkAt[below]! < RATE_MS &&
-        wireRate <= this.linkWire[below]! * RATE_GAIN && this.linkWire[below]! / ratio < inRate * RATE_GAIN;
+      const links = this.linksTake(now);
+      const lowerMovesLess = known && below >= 0 && links > 0 && wireRate <= links * RATE_GAIN && links / ratio < inRate * RATE_GAIN;
       if (below >= 0 && !lowerMovesLess) this.step(now, below, true);
     } else if (w.backlog >= UP_BACKLOG && w.starved < UP_STARVED_MAX) {
       if (known) [this.linkWire[at], this.linkAt[at]] = [wireRate, now];
@@ -260,6 +264,14 @@ export class CodecPolicy {
     }
     this.step(now, this.startRung(), false);
     this.warmUntil = now + WARMUP_MS;
+  }
+
+  /** Wire bytes/ms the links took when they last held a level back (within RATE_MS; the most
+   * of those), or 0 when no such window is that recent. */
+  private linksTake(now: number): number {
+    let most = 0;
+    for (let r = 0; r < this.ladder.length; r++) if (now - this.linkAt[r]! < RATE_MS) most = Math.max(most, this.linkWire[r]!);
+    return most;
   }
 
   private step(now: number, to: number, starved: boolean): void {
