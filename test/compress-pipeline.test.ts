@@ -78,6 +78,8 @@ interface RunOpts {
   lateZstdLib?: string;
   /** The pool's codec (default lz4); the pool loads libzstd for any other. */
   codec?: CodecWord;
+  /** A lazy pool: no Worker before the first chunk (checked here). */
+  lazy?: boolean;
   /** Change the pool's codec to this one after `switchAfter` chunks were submitted. */
   switchTo?: CodecWord;
   switchAfter?: number;
@@ -99,6 +101,7 @@ interface RunResult {
   output: Uint8Array;
   records: { raw: number; lz4: number; zstd: number };
   poolStats: ReturnType<CompressPool["stats"]>;
+  workersStarted: number;
 }
 
 async function transfer(input: Uint8Array | Source, o: RunOpts): Promise<RunResult> {
@@ -128,7 +131,11 @@ async function transfer(input: Uint8Array | Source, o: RunOpts): Promise<RunResu
   const usesZstd = (o.codec ?? CODEC_LZ4) !== CODEC_LZ4 || (o.switchTo ?? CODEC_LZ4) !== CODEC_LZ4;
   const pool = await CompressPool.create({
     workers: o.workers, chunkSize: o.chunkSize, slots: o.slots ?? 4 * o.workers, wakeFd: poolWake, zstd: usesZstd, codec: o.codec,
+    lazy: o.lazy,
   });
+  if (o.lazy) expect(pool.workersStarted()).toBe(0);
+  else expect(pool.workersStarted()).toBeGreaterThanOrEqual(1); // the first is up, the next on its way
+  expect(pool.workerCount()).toBe(o.workers);
   const out = await withEnv({ L2PIPE_LZ4_LIB: o.lateLz4Lib, L2PIPE_ZSTD_LIB: o.lateZstdLib }, () => OutputPipeline.create({
     ring, ringSize: o.ringSize, outFd, wakeFd: outWake, maxChunk: o.chunkSize, workers: o.decoders,
   }));
@@ -216,6 +223,7 @@ async function transfer(input: Uint8Array | Source, o: RunOpts): Promise<RunResu
     drainEventFd(outWake);
   }
   const poolStats = pool.stats();
+  const workersStarted = pool.workersStarted();
   pool.close();
   out.close();
 
@@ -234,7 +242,7 @@ async function transfer(input: Uint8Array | Source, o: RunOpts): Promise<RunResu
   }
   closeFd(poolWake);
   closeFd(outWake);
-  return { status, output, records, poolStats };
+  return { status, output, records, poolStats, workersStarted };
 }
 
 /** Runs `f` with these environment variables set (undefined: left as they are), then restores them. */
@@ -295,6 +303,13 @@ describe("CompressPool -> ring -> OutputPipeline", () => {
       });
     }
   }
+
+  test("a lazy pool starts its Workers at the first chunk (one after another), and the stream arrives exactly", async () => {
+    const r = await transfer(inputs.mixed!, { workers: 3, chunkSize: 65536, ringSize: 1 << 20, lazy: true });
+    expectIdentical(inputs.mixed!, r);
+    expect(r.poolStats.rawBytes).toBe(inputs.mixed!.length);
+    expect(r.workersStarted).toBeGreaterThanOrEqual(1);
+  });
 
   test("empty and one-byte streams", async () => {
     for (const input of [new Uint8Array(0), new Uint8Array([0x5a])]) {

@@ -42,6 +42,8 @@ export async function runSender(opts: Options, interrupts: Interrupts): Promise<
     pool = await CompressPool.create({
       workers: opts.compressors, chunkSize: plan.chunkSize, slots: plan.poolSlots, wakeFd,
       lz4: codecs.lz4 !== null, zstd: codecs.zstd !== null, codec: codecs.initial(),
+      // auto starts by sending chunks as they are (see CodecPolicy): Workers only once it compresses.
+      lazy: opts.compress === "auto",
     });
   }
   try {

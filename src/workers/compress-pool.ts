@@ -121,6 +121,8 @@ export class CompressPool {
   private headSeq = 0;
   private closed = false;
   private failure: string | null = null;
+  /** Starts the Workers (null once called). */
+  private startRest: (() => void) | null = null;
   private readonly st = { chunks: 0, rawChunks: 0, skippedChunks: 0, rawBytes: 0, encodedBytes: 0 };
   // Per CodecWord: chunks, original bytes, body bytes of the chunks that codec compressed.
   private readonly byCodec = new Float64Array(CODEC_WORDS * 3);
@@ -129,6 +131,7 @@ export class CompressPool {
     sab: SharedArrayBuffer,
     private readonly L: PoolLayout,
     private readonly workers: Worker[],
+    private readonly intended: number,
   ) {
     this.ctl = new Int32Array(sab);
     this.busy = new Float64Array(sab);
@@ -141,9 +144,14 @@ export class CompressPool {
     this.fifo = new Int32Array(L.slots);
   }
 
-  /** The workers load liblz4 (`lz4`, default true) and libzstd (`zstd`); `codec`: the first chunks' codec (default lz4). */
+  /**
+   * The workers load liblz4 (`lz4`, default true) and libzstd (`zstd`); `codec`: the first
+   * chunks' codec (default lz4). `lazy`: no Worker starts before the first chunk is submitted
+   * (auto may send everything as it is: on a fast link the Workers' start-up, a JIT each, is
+   * CPU the sender needs then).
+   */
   static async create(opts: {
-    workers: number; chunkSize: number; slots: number; wakeFd: number; lz4?: boolean; zstd?: boolean; codec?: CodecWord;
+    workers: number; chunkSize: number; slots: number; wakeFd: number; lz4?: boolean; zstd?: boolean; codec?: CodecWord; lazy?: boolean;
   }): Promise<CompressPool> {
     const { workers: n, chunkSize, slots, wakeFd } = opts;
     const libs = { lz4: opts.lz4 ?? true, zstd: opts.zstd ?? false };
@@ -155,27 +163,39 @@ export class CompressPool {
     adviseHugePages(sab);
     new Int32Array(sab)[CTL_CODEC] = opts.codec ?? CODEC_LZ4;
     const workers: Worker[] = [];
-    // The first worker proves that its libraries load; the others start behind it while the run begins
-    // (a chunk waits in its slot for whichever worker is up). One at a time: concurrent first
-    // dlopen() in fresh Workers can crash Bun (oven-sh/bun#40972).
-    try {
-      await startCompressor(sab, L, wakeFd, libs, workers);
-    } catch (e) {
-      stopWorkers(new Int32Array(sab), workers);
-      throw e;
-    }
-    const pool = new CompressPool(sab, L, workers);
-    pool.watch(workers[0]!);
-    void (async () => {
-      for (let i = 1; i < n && !pool.closed; i++) {
+    // The first worker proves that its libraries load (unless lazy); the others start behind it
+    // while the run begins (a chunk waits in its slot for whichever worker is up). One at a
+    // time: concurrent first dlopen() in fresh Workers can crash Bun (oven-sh/bun#40972).
+    if (!opts.lazy) {
+      try {
         await startCompressor(sab, L, wakeFd, libs, workers);
-        if (pool.closed) stopWorkers(pool.ctl, workers);
-        else pool.watch(workers[i]!);
+      } catch (e) {
+        stopWorkers(new Int32Array(sab), workers);
+        throw e;
       }
-    })().catch((e: unknown) => {
-      pool.failure ??= (e as Error).message;
-    });
+    }
+    const pool = new CompressPool(sab, L, workers, n);
+    pool.startRest = () => {
+      if (workers.length > 0) pool.watch(workers[0]!);
+      void (async () => {
+        for (let i = workers.length; i < n && !pool.closed; i++) {
+          await startCompressor(sab, L, wakeFd, libs, workers);
+          if (pool.closed) stopWorkers(pool.ctl, workers);
+          else pool.watch(workers[i]!);
+        }
+      })().catch((e: unknown) => {
+        pool.failure ??= (e as Error).message;
+      });
+    };
+    if (!opts.lazy) pool.startWorkers();
     return pool;
+  }
+
+  /** Starts the Workers not started yet (once; submit does it for a lazy pool). */
+  private startWorkers(): void {
+    const start = this.startRest;
+    this.startRest = null;
+    start?.();
   }
 
   private watch(w: Worker): void {
@@ -214,6 +234,7 @@ export class CompressPool {
     const L = this.L;
     if (this.ctl[L.state + slot] !== SLOT_FILLING) throw new L2Error(`CompressPool.submit: slot ${slot} was not acquired`);
     if (!(rawLen >= 0 && rawLen <= L.chunkSize)) throw new L2Error(`CompressPool.submit: rawLen ${rawLen} out of range`);
+    if (this.startRest) this.startWorkers();
     this.ctl[L.rawLen + slot] = rawLen;
     Atomics.store(this.ctl, L.state + slot, SLOT_QUEUED);
     const seq = this.submitted;
@@ -298,8 +319,14 @@ export class CompressPool {
     return Atomics.load(this.ctl, CTL_CODEC);
   }
 
-  workerCount(): number {
+  /** Workers started so far (a lazy pool starts them at its first chunk). */
+  workersStarted(): number {
     return this.workers.length;
+  }
+
+  /** Workers the pool has, or will have once they are up. */
+  workerCount(): number {
+    return this.intended;
   }
 
   /** Milliseconds the workers spent on chunks, summed over them. */
