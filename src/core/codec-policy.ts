@@ -46,17 +46,20 @@ export const START_WORD: CodecWord = 1;
  * the chunks go out at none, with at most PROBE_AHEAD wire bytes read ahead of what the receiver
  * acknowledged, until a window shows the links holding data back (backlog: the start codec at
  * once) or moving more than FAST_LINKS of input (none stays), or PROBE_MAX_MS pass (neither: a
- * slow producer; the start codec, which costs the links nothing). The bound keeps what goes out
+ * slow producer, or a sender that just keeps pace with its links, as over 1 Gbit at MTU 1500
+ * where htb taxes every frame; the start codec). A fast link's sender passes FAST_LINKS once
+ * its code is compiled, ~0.5-0.6 s in here: a shorter probe (450 ms) sent veths to zstd-1. The bound keeps what goes out
  * raw over a slow link to about the kernel's queues, and it hardly holds back a fast one.
  * Rates say little in the first half second, when each side's code is still being compiled:
  * a veth and a 1 Gbit link both move ~120-140 MB/s then, at none or zstd-1 alike.
  */
-export const PROBE_MAX_MS = 1500;
+export const PROBE_MAX_MS = 750;
 export const PROBE_AHEAD = 8 << 20;
 /** Input bytes/ms at none, without backlog, that say the links are faster than compression would
  * feed them (2 x lz4 at ~1000 MB/s each halves the wire bytes, but the sender thread copying
- * records and cutting frames keeps that well below 1 GB/s of input here). 4 x 1 Gbit: 475. */
-export const FAST_LINKS = 400_000;
+ * records and cutting frames keeps that well below 1 GB/s of input here). A veth at MTU 1500
+ * moves 330-500 MB/s at none. */
+export const FAST_LINKS = 300_000;
 
 export const WINDOW_MS = 150;
 /**
