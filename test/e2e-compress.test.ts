@@ -82,8 +82,11 @@ describe("streams x compressors", () => {
             // text at ~0.5 alone bring the ratio under 0.8.
             expect(ratio).toBeLessThan(0.8);
             expect(lz4Chunks).toBeGreaterThan(30);
+            // The 2 random stretches are 48 chunks; each costs SKIP_AFTER (8) failed tries plus
+            // what the other compressors claimed meanwhile, then 1 in PROBE_EVERY (4) is still
+            // tried: 16-27 not tried, fewer with more compressors racing (19 seen with 4).
             const notTried = Number(/\((\d+) not tried\)/.exec(r.sender.stderr)?.[1]);
-            expect(notTried).toBeGreaterThan(20);
+            expect(notTried).toBeGreaterThan(10);
           }
         }
       });
