@@ -183,25 +183,22 @@ describe("codec policy against a simulated bottleneck", () => {
   test("the probe: at none, at most PROBE_AHEAD read ahead, until backlog (compress) or a fast window (none)", () => {
     const slow = new CodecPolicy(AUTO_LADDER, 2, 0);
     expect(slow.current()).toBe(CODEC_NONE);
-    expect(slow.probing(0)).toBe(true);
     expect(slow.readAhead(0)).toBe(PROBE_AHEAD);
     // A window with the links holding data back: zstd-1 at once, and the ring's whole size again.
     const t = { starvedMs: 0, backlogMs: 0.6 * WINDOW_MS, busyMs: 0, producedBytes: 1, drainedBytes: 1, inputBytes: 15e6 };
     expect(slow.update(WINDOW_MS, t)).toBe(START_WORD);
-    expect(slow.probing(WINDOW_MS)).toBe(false);
     expect(slow.readAhead(WINDOW_MS)).toBe(Infinity);
     // A window just under FAST_LINKS without backlog decides nothing; one at it keeps none.
     const fast = new CodecPolicy(AUTO_LADDER, 2, 0);
     const f = { starvedMs: 0, backlogMs: 0, busyMs: 0, producedBytes: 1, drainedBytes: 1, inputBytes: (FAST_LINKS - 1) * WINDOW_MS };
     expect(fast.update(WINDOW_MS, f)).toBe(CODEC_NONE);
-    expect(fast.probing(WINDOW_MS)).toBe(true);
+    expect(fast.readAhead(WINDOW_MS)).toBe(PROBE_AHEAD);
     f.inputBytes += FAST_LINKS * WINDOW_MS;
     expect(fast.update(2 * WINDOW_MS, f)).toBe(CODEC_NONE);
-    expect(fast.probing(2 * WINDOW_MS)).toBe(false);
+    expect(fast.readAhead(2 * WINDOW_MS)).toBe(Infinity);
     expect(fast.changes).toBe(0);
     // Without none on the ladder (never chosen by the shell, but allowed) there is no probe.
     const plain = new CodecPolicy([{ word: CODEC_LZ4, cost: 1 }, { word: 1, cost: 1.75 }], 2, 0);
-    expect(plain.probing(0)).toBe(false);
     expect(plain.readAhead(0)).toBe(Infinity);
   });
 

@@ -45,7 +45,7 @@ describe("streams x compressors", () => {
         const r = await transfer(topo, {
           input: inputs[kind],
           // The pool's behaviour on each stream, with lz4 pinned: on this unshaped link auto
-          // would send as they are (see "auto on a fast link" in e2e-zstd.test.ts).
+          // would send the chunks as they are (see PROBE_MAX_MS in src/core/codec-policy.ts).
           senderArgs: ["-v", ...(level ? [level] : []), ...(level === "-0" ? [] : ["--compress", "lz4"])],
           receiverArgs: ["-v"],
           timeoutMs: 60_000,

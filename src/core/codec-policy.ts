@@ -48,8 +48,9 @@ export const START_WORD: CodecWord = 1;
  * once) or moving more than FAST_LINKS of input (none stays), or PROBE_MAX_MS pass (neither: a
  * slow producer, or a sender that just keeps pace with its links, as over 1 Gbit at MTU 1500
  * where htb taxes every frame; the start codec). A fast link's sender passes FAST_LINKS once
- * its code is compiled, ~0.5-0.6 s in here: a shorter probe (450 ms) sent veths to zstd-1. The bound keeps what goes out
- * raw over a slow link to about the kernel's queues, and it hardly holds back a fast one.
+ * its code is compiled, ~0.5-0.6 s in here: a shorter probe (450 ms) sent veths to zstd-1.
+ * The bound keeps what goes out raw over a slow link to about the kernel's queues, and it
+ * hardly holds back a fast one.
  * Rates say little in the first half second, when each side's code is still being compiled:
  * a veth and a 1 Gbit link both move ~120-140 MB/s then, at none or zstd-1 alike.
  */
@@ -168,12 +169,7 @@ export class CodecPolicy {
     return now < this.probeUntil ? PROBE_AHEAD : Infinity;
   }
 
-  /** Is the first measurement still going (the chunks go out at none)? */
-  probing(now: number): boolean {
-    return now < this.probeUntil;
-  }
-
-  /** When update has something to decide: the next window's end, or the probe's. */
+  /** A window has passed: call update (the probe, too, decides at a window's end). */
   due(now: number): boolean {
     return now - this.windowStart >= this.windowMs;
   }

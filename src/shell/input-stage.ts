@@ -150,8 +150,7 @@ export class InputStage {
    * chunk? (The links hold that much unacknowledged: they are slower than this sender reads.) */
   heldByReadAhead(): boolean {
     if (!this.codecs || this.eof) return false;
-    const ahead = this.codecs.readAhead(this.now);
-    return ahead < this.ringSize && this.reusableBelow() + ahead - this.appended < RECORD_HEADER + this.chunkSize;
+    return this.codecs.readAhead(this.now) < this.ringSize && this.ringFree() < RECORD_HEADER + this.chunkSize;
   }
 
   /** The wire offset the input may fill up to. */
