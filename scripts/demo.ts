@@ -178,9 +178,10 @@ async function main(): Promise<number> {
       };
       ratio = s.wireBytes / s.inputBytes;
       if (s.ok) ownMs = s.elapsedMs;
-      // The codecs the adaptive policy used for this stream (lz4, zstd levels).
+      // The codecs the adaptive policy used for this stream (lz4, zstd levels); none at all on
+      // links faster than compressing would feed them (auto's probe, e.g. with --rate 0).
       const used = Object.keys(s.compression?.codecs ?? {});
-      if (used.length) codecs = used.join(" + ");
+      codecs = used.length ? used.join(" + ") : "sent as is";
     } catch {
       // no stats: the transfer failed before the end; reported below
     }
