@@ -202,6 +202,51 @@ describe("codec policy against a simulated bottleneck", () => {
     expect(plain.readAhead(0)).toBe(Infinity);
   });
 
+  test("the probe reads the kernel: links that cost this thread its time compress at once, a backlog that drains fast does not", () => {
+    const w = WINDOW_MS;
+    // 1 Gbit at MTU 1500: no backlog, 117 MB/s moved, 80 % of the window in sendmmsg.
+    const htb = new CodecPolicy(AUTO_LADDER, 2, 0);
+    const sent = { starvedMs: 0, backlogMs: 0, busyMs: 0, producedBytes: 17.5e6, drainedBytes: 17.5e6, inputBytes: 17.5e6, sendMs: 0.8 * w };
+    expect(htb.update(w, sent)).toBe(START_WORD);
+    // What none moved is remembered: lz4 starving those links later (170 MB/s of input, the
+    // links taking 117 of wire) is not left for none, which would move 117.
+    const lz4Only = new CodecPolicy([{ word: CODEC_NONE, cost: 0.2 }, { word: CODEC_LZ4, cost: 1 }], 2, 0);
+    expect(lz4Only.update(w, sent)).toBe(CODEC_LZ4);
+    let t = w + WARMUP_MS + w;
+    for (let k = 1; k <= 4; k++, t += w) {
+      const m = { ...sent, starvedMs: 0.3 * w * k, busyMs: 2 * w * k, producedBytes: 17.5e6 + 117e3 * w * k, drainedBytes: 17.5e6 + 117e3 * w * k, inputBytes: 17.5e6 + 170e3 * w * k, sendMs: 0.8 * w * (k + 1) };
+      expect(lz4Only.update(t, m)).toBe(CODEC_LZ4);
+    }
+    expect(htb.changes).toBe(1);
+    // The same share of time in sendmmsg, but at veth speed (600 MB/s of it): no verdict yet.
+    const veth = new CodecPolicy(AUTO_LADDER, 2, 0);
+    const fastSend = { starvedMs: 0, backlogMs: 0, busyMs: 0, producedBytes: 36e6, drainedBytes: 36e6, inputBytes: 36e6, sendMs: 0.4 * w };
+    expect(veth.update(w, { ...fastSend, sendMs: 0.6 * w })).toBe(CODEC_NONE);
+    expect(veth.readAhead(w)).toBe(PROBE_AHEAD);
+    // A receiver still starting: data held back all window, yet drained at 700 MB/s.
+    const cold = new CodecPolicy(AUTO_LADDER, 2, 0);
+    expect(cold.update(w, { ...fastSend, backlogMs: w, drainedBytes: 700e3 * w, inputBytes: 0.29e6 * w })).toBe(CODEC_NONE);
+    expect(cold.readAhead(w)).toBe(PROBE_AHEAD);
+  });
+
+  test("one starved window (the CPU taken elsewhere for a moment) is not a step down; two in a row are", () => {
+    const hiccup: Data = { speed: Object.fromEntries(Object.entries(USR.speed).map(([k, v]) => [k, k === "-1" ? v : v / 15])), ratio: USR.ratio };
+    const trace = simulate([
+      { ms: 3010, linkRate: 125, data: USR },
+      { ms: 100, linkRate: 125, data: hiccup }, // inside the window (3000, 3150]
+      { ms: 2000, linkRate: 125, data: USR },
+    ]);
+    const top = codecAt(trace, 3000);
+    expect(top).toBe(6);
+    for (const [t, w] of trace.windows) if (t >= 3000) expect(w).toBe(top);
+    const longer = simulate([
+      { ms: 3010, linkRate: 125, data: USR },
+      { ms: 400, linkRate: 125, data: hiccup },
+      { ms: 2000, linkRate: 125, data: USR },
+    ]);
+    expect(codecAt(longer, 3450)).toBeLessThan(6);
+  });
+
   test("a sender whose compressors are slow (CPU taken by frames, as at MTU 1500): lz4 that starves the links is left for none once, then kept", () => {
     // lz4 at 2 x 100 MB/s of input feeds 136 MB/s of wire; the links take 150: starved. none
     // moves 150 MB/s of input, lz4 200: back to lz4 after its hold, and there it stays.
@@ -249,8 +294,11 @@ describe("codec policy against a simulated bottleneck", () => {
       totals.starvedMs += WINDOW_MS / 2;
       expect(p.update(t, totals)).toBe(START_WORD);
     }
+    // After it, one starved window is a vote (a moment's CPU taken elsewhere); two in a row step down.
     totals.starvedMs += WINDOW_MS / 2;
-    expect(p.update(t + WINDOW_MS, totals)).toBe(CODEC_LZ4);
+    expect(p.update(t + WINDOW_MS, totals)).toBe(START_WORD);
+    totals.starvedMs += WINDOW_MS / 2;
+    expect(p.update(t + 2 * WINDOW_MS, totals)).toBe(CODEC_LZ4);
   });
 
   test("a ladder of one codec never changes; the start is zstd-1, else lz4, else the cheapest", () => {

@@ -44,15 +44,23 @@ export const START_WORD: CodecWord = 1;
 /**
  * Before compressing anything, auto finds out whether the links are slower than the raw stream:
  * the chunks go out at none, with at most PROBE_AHEAD wire bytes read ahead of what the receiver
- * acknowledged, until a window shows the links holding data back (backlog: the start codec at
- * once) or moving more than FAST_LINKS of input (none stays), or PROBE_MAX_MS pass (neither: a
- * slow producer, or a sender that just keeps pace with its links, as over 1 Gbit at MTU 1500
- * where htb taxes every frame; the start codec). A fast link's sender passes FAST_LINKS once
- * its code is compiled, ~0.5-0.6 s in here: a shorter probe (450 ms) sent veths to zstd-1.
+ * acknowledged, until a window shows one of
+ * - the links holding data back while they drain under FAST_LINKS (backlog: the start codec);
+ * - the links costing this thread most of the window (SEND_BOUND) at under FAST_LINKS per
+ *   second of sending: over 1 Gbit at MTU 1500 htb taxes every frame, the sender only keeps pace
+ *   with the link and never backlogs, yet each byte compressed away is a byte it need not send
+ *   (the start codec);
+ * - more than FAST_LINKS of input moved (none stays);
+ * or PROBE_MAX_MS pass (none of these: a slow producer; the start codec).
+ * Rates of input say little in the first half second, when each side's code is still being
+ * compiled (a veth and a 1 Gbit link both move ~120-140 MB/s then), so the first two look at
+ * what the kernel does: a cold receiver on a veth makes a backlog too, but one that drains at
+ * 600-800 MB/s, and sendmmsg costs the same whether the JavaScript around it is compiled or not
+ * (measured per second of sendmmsg: 1 Gbit at MTU 1500 135-157 MB/s; veths 560-815 at MTU
+ * 1500, 2000-2400 at 9000). A fast link's sender passes FAST_LINKS once its code is compiled,
+ * ~0.5-0.6 s in here.
  * The bound keeps what goes out raw over a slow link to about the kernel's queues, and it
  * hardly holds back a fast one.
- * Rates say little in the first half second, when each side's code is still being compiled:
- * a veth and a 1 Gbit link both move ~120-140 MB/s then, at none or zstd-1 alike.
  */
 export const PROBE_MAX_MS = 750;
 export const PROBE_AHEAD = 8 << 20;
@@ -61,6 +69,8 @@ export const PROBE_AHEAD = 8 << 20;
  * records and cutting frames keeps that well below 1 GB/s of input here). A veth at MTU 1500
  * moves 330-500 MB/s at none. */
 export const FAST_LINKS = 300_000;
+/** Share of a probe window in sendmmsg from which the links' cost to this thread decides. */
+export const SEND_BOUND = 0.5;
 
 export const WINDOW_MS = 150;
 /**
@@ -71,8 +81,9 @@ export const WINDOW_MS = 150;
  * compressors outran by far).
  */
 export const WARMUP_MS = 3 * WINDOW_MS;
-/** Starved share of a window above which the policy steps down. */
+/** Starved share of a window above which it votes down; DOWN_WINDOWS such windows in a row step down. */
 export const DOWN_STARVED = 0.1;
+export const DOWN_WINDOWS = 2;
 /** Backlog share at or above which (with starved under UP_STARVED_MAX) a window votes up. */
 export const UP_BACKLOG = 0.5;
 export const UP_STARVED_MAX = 0.02;
@@ -99,6 +110,8 @@ export interface PolicyTotals {
   drainedBytes: number;
   /** Input bytes read (what the user's stream gains); optional for callers that do not know. */
   inputBytes?: number;
+  /** Time the sending thread spent handing frames to the kernel; optional likewise. */
+  sendMs?: number;
 }
 
 export interface PolicyWindow {
@@ -113,6 +126,7 @@ export class CodecPolicy {
   private windowStart: number;
   private last: PolicyTotals = { starvedMs: 0, backlogMs: 0, busyMs: 0, producedBytes: 0, drainedBytes: 0 };
   private upVotes = 0;
+  private downVotes = 0;
   private enteredAt: number;
   private readonly holdUntil: number[];
   private readonly holdMs: number[];
@@ -187,14 +201,19 @@ export class CodecPolicy {
       load: Math.min(1, produced > 0 ? busy * Math.max(0, drained / produced) : busy),
     };
     const inRate = totals.inputBytes === undefined ? -1 : (totals.inputBytes - (this.last.inputBytes ?? 0)) / span;
+    const sendMs = (totals.sendMs ?? 0) - (this.last.sendMs ?? 0);
     this.lastWindow = w;
     this.last = { ...totals };
     this.windowStart = now;
     if (this.probeUntil !== -Infinity) {
-      const slower = w.backlog >= UP_BACKLOG;
-      const faster = !slower && inRate >= FAST_LINKS;
-      // Links that held the raw stream back took the window's wire bytes: what none moves.
-      if (slower && inRate >= 0) [this.linkWire[0], this.linkAt[0]] = [drained / span, now];
+      const wireRate = drained / span;
+      const heldBack = w.backlog >= UP_BACKLOG && wireRate < FAST_LINKS;
+      const sendBound = sendMs >= SEND_BOUND * span && drained < FAST_LINKS * sendMs;
+      const faster = inRate >= FAST_LINKS;
+      const slower = !faster && (heldBack || sendBound);
+      // Links that held the raw stream back, or cost this thread its time, took the window's
+      // wire bytes: what none moves (so that a starved level later is not left for none).
+      if (slower && inRate >= 0) [this.linkWire[0], this.linkAt[0]] = [wireRate, now];
       if (slower || faster || now >= this.probeUntil) this.endProbe(now, !faster);
       return this.current();
     }
@@ -222,6 +241,10 @@ export class CodecPolicy {
     }
     if (w.starved > DOWN_STARVED) {
       this.upVotes = 0;
+      // One starved window is not enough: the other side's start-up or any process on these
+      // cores takes the compressors' CPU for a moment (1 Gbit, MTU 9000: 11-37 % starved in the
+      // first window after the warm-up, none in the next), and a level left waits out its hold.
+      if (++this.downVotes < DOWN_WINDOWS) return this.current();
       if (known) [this.capRate[at], this.capAt[at]] = [inRate, now];
       // Starved links do not mean the level below moves more input: on links that take more
       // than lz4 makes but less than the raw stream, a starved lz4 still beats none (and on a
@@ -235,6 +258,7 @@ export class CodecPolicy {
       const lowerMovesLess = known && below >= 0 && links > 0 && wireRate <= links * RATE_GAIN && links / ratio < inRate * RATE_GAIN;
       if (below >= 0 && !lowerMovesLess) this.step(now, below, true);
     } else if (w.backlog >= UP_BACKLOG && w.starved < UP_STARVED_MAX) {
+      this.downVotes = 0;
       if (known) [this.linkWire[at], this.linkAt[at]] = [wireRate, now];
       const next = at + 1;
       // Known, from when it last starved the links, to move less input than this level does
@@ -245,6 +269,7 @@ export class CodecPolicy {
       if (this.upVotes >= UP_WINDOWS) this.step(now, next, false);
     } else {
       this.upVotes = 0;
+      this.downVotes = 0;
     }
     if (now - this.enteredAt >= FIT_MS) this.holdMs[this.rung] = HOLD_MIN_MS;
     return this.current();
@@ -282,6 +307,8 @@ export class CodecPolicy {
     }
     this.rung = to;
     this.upVotes = 0;
+    // Once the compressors were seen to fall behind twice, the next starved window is enough.
+    this.downVotes = starved ? DOWN_WINDOWS - 1 : 0;
     this.enteredAt = now;
     this.changes++;
   }

@@ -80,6 +80,8 @@ export class PacketSocket {
   framesSent = 0;
   bytesSent = 0;
   queueFull = 0;
+  /** Milliseconds spent in sendmmsg: what the links cost this thread (htb taxes each frame). */
+  sendMs = 0;
   /** Frames the device refused (ENOBUFS) for longer than REFUSED_DROP_MS: given up, not sent. */
   framesDropped = 0;
   /** Since when the first pending frame has been refused; -1 while it is not. */
@@ -317,7 +319,9 @@ export class PacketSocket {
   flush(): number {
     const total = this.pending;
     if (total === 0) return 0;
+    const started = performance.now();
     let n = this.l.sendmmsg(this.fd, this.txMsgsPtr as Pointer, total, MSG_DONTWAIT);
+    this.sendMs += performance.now() - started;
     if (n > 0) this.refusedSince = -1;
     if (n < 0) {
       let e = read.i32(this.errnoAddr as Pointer, 0);

@@ -165,9 +165,17 @@ class SenderLoop {
       if (this.codecs?.settled) {
         this.codecs.tick(now, this.pool!, {
           starvedMs: this.linksWaitedMs, backlogMs: this.linksBusyMs, producedBytes: this.input.produced, drainedBytes: core.sentUpTo,
+          sendMs: this.sendMs(),
         }, this.input.stdinBytes);
       }
     }
+  }
+
+  /** Time this thread spent handing frames to the kernel, over all links. */
+  private sendMs(): number {
+    let ms = 0;
+    for (const l of this.links) ms += l.socket.sendMs;
+    return ms;
   }
 
   /**
