@@ -176,8 +176,35 @@ describe("codec policy against a simulated bottleneck", () => {
     // it, see below); that one try and back: 2 changes.
     for (const [t, w] of trace.windows) if (t <= WINDOW_MS + HOLD_MIN_MS) expect(w).toBe(CODEC_NONE);
     expect(changes(trace)).toBe(2);
+    // A level stepped up to is on trial: one starved window takes it back (a level in use needs two).
+    expect(trace.windows.filter(([, w]) => w === CODEC_LZ4).length).toBe(1);
     expect(settled(trace).codec).toBe(CODEC_NONE);
     expect(trace.policy.readAhead(3000)).toBe(Infinity);
+  });
+
+  test("links that keep pace with the raw stream: lz4 is never tried again at none; a sender held back by sending is", () => {
+    const trace = simulate([{ ms: 6000, linkRate: 8000, data: USR }]);
+    expect(changes(trace)).toBe(0);
+    expect(settled(trace).codec).toBe(CODEC_NONE);
+    // At none after a fast probe: windows without backlog try nothing, however long; once this
+    // thread spends most of a window sending at under FAST_LINKS, lz4 is tried (after its hold).
+    const w = WINDOW_MS;
+    const p = new CodecPolicy(AUTO_LADDER, 2, 0);
+    const m = { starvedMs: 0, backlogMs: 0, busyMs: 0, producedBytes: 0, drainedBytes: 0, inputBytes: 0, sendMs: 0 };
+    let t = 0;
+    const window = (rate: number, sendShare: number) => {
+      t += w;
+      m.inputBytes += rate * w;
+      m.producedBytes += rate * w;
+      m.drainedBytes += rate * w;
+      m.sendMs += sendShare * w;
+      return p.update(t, m);
+    };
+    expect(window(FAST_LINKS * 1.5, 0.2)).toBe(CODEC_NONE); // the probe: fast links
+    while (t < 5000) expect(window(FAST_LINKS * 1.5, 0.2)).toBe(CODEC_NONE);
+    expect(p.changes).toBe(0);
+    expect(window(FAST_LINKS * 0.4, 0.8)).toBe(CODEC_NONE); // one vote
+    expect(window(FAST_LINKS * 0.4, 0.8)).toBe(CODEC_LZ4);
   });
 
   test("the probe: at none, at most PROBE_AHEAD read ahead, until backlog (compress) or a fast window (none)", () => {

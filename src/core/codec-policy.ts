@@ -127,6 +127,8 @@ export class CodecPolicy {
   private last: PolicyTotals = { starvedMs: 0, backlogMs: 0, busyMs: 0, producedBytes: 0, drainedBytes: 0 };
   private upVotes = 0;
   private downVotes = 0;
+  /** Until then the level in use is on trial (see stepUp). */
+  private trialUntil = -Infinity;
   private enteredAt: number;
   private readonly holdUntil: number[];
   private readonly holdMs: number[];
@@ -205,10 +207,12 @@ export class CodecPolicy {
     this.lastWindow = w;
     this.last = { ...totals };
     this.windowStart = now;
+    const wireRate = drained / span;
+    // Sending the frames took most of this thread's window, at a rate at which compressing
+    // pays (see the probe).
+    const sendBound = sendMs >= SEND_BOUND * span && drained < FAST_LINKS * sendMs;
     if (this.probeUntil !== -Infinity) {
-      const wireRate = drained / span;
       const heldBack = w.backlog >= UP_BACKLOG && wireRate < FAST_LINKS;
-      const sendBound = sendMs >= SEND_BOUND * span && drained < FAST_LINKS * sendMs;
       const faster = inRate >= FAST_LINKS;
       const slower = !faster && (heldBack || sendBound);
       // Links that held the raw stream back, or cost this thread its time, took the window's
@@ -219,7 +223,6 @@ export class CodecPolicy {
     }
     if (now <= this.warmUntil) return this.current();
     const at = this.rung;
-    const wireRate = drained / span;
     const known = inRate >= 0;
     // At none the compressors are idle, so neither share says who is the bottleneck (a sender
     // busy with frames, as at MTU 1500, leaves no backlog either): none moves what the links
@@ -230,12 +233,15 @@ export class CodecPolicy {
       const next = at + 1;
       // Known to have fed more: back at once (its hold is for levels that did not fit, and this
       // one moved more even while starving the links). Not measured lately: worth a try again,
-      // after its hold (the links or the data may have changed).
+      // after its hold, where the links or the data may have changed so that it pays.
       const known = next < this.ladder.length && now - this.capAt[next]! < RATE_MS;
       const fedMore = known && this.capRate[next]! > inRate * RATE_GAIN;
-      const retry = next < this.ladder.length && !known && now >= this.holdUntil[next]!;
+      // Tried again only where the raw stream is held back (by the links, or by what sending
+      // its frames costs this thread): on links that keep pace with it, a try only costs.
+      const heldBack = w.backlog >= UP_BACKLOG || sendBound;
+      const retry = next < this.ladder.length && !known && now >= this.holdUntil[next]! && heldBack;
       this.upVotes = fedMore || retry ? this.upVotes + 1 : 0;
-      if (this.upVotes >= UP_WINDOWS) this.step(now, next, false);
+      if (this.upVotes >= UP_WINDOWS) this.stepUp(now, next);
       if (now - this.enteredAt >= FIT_MS) this.holdMs[this.rung] = HOLD_MIN_MS;
       return this.current();
     }
@@ -244,7 +250,9 @@ export class CodecPolicy {
       // One starved window is not enough: the other side's start-up or any process on these
       // cores takes the compressors' CPU for a moment (1 Gbit, MTU 9000: 11-37 % starved in the
       // first window after the warm-up, none in the next), and a level left waits out its hold.
-      if (++this.downVotes < DOWN_WINDOWS) return this.current();
+      // A level just stepped up to is on trial: its first window starved is enough (at none,
+      // lz4 is tried again after its hold on a veth it never fits, and each try costs windows).
+      if (++this.downVotes < DOWN_WINDOWS && now > this.trialUntil) return this.current();
       if (known) [this.capRate[at], this.capAt[at]] = [inRate, now];
       // Starved links do not mean the level below moves more input: on links that take more
       // than lz4 makes but less than the raw stream, a starved lz4 still beats none (and on a
@@ -266,7 +274,7 @@ export class CodecPolicy {
       const nextMovesLess = known && next < this.ladder.length && now - this.capAt[next]! < RATE_MS && this.capRate[next]! < inRate * RATE_GAIN;
       const fits = next < this.ladder.length && !nextMovesLess && w.load * (this.ladder[next]!.cost / this.ladder[at]!.cost) <= UP_MAX_LOAD;
       this.upVotes = fits && now >= this.holdUntil[next]! ? this.upVotes + 1 : 0;
-      if (this.upVotes >= UP_WINDOWS) this.step(now, next, false);
+      if (this.upVotes >= UP_WINDOWS) this.stepUp(now, next);
     } else {
       this.upVotes = 0;
       this.downVotes = 0;
@@ -296,6 +304,12 @@ export class CodecPolicy {
     let most = 0;
     for (let r = 0; r < this.ladder.length; r++) if (now - this.linkAt[r]! < RATE_MS) most = Math.max(most, this.linkWire[r]!);
     return most;
+  }
+
+  /** A step up: the level's first window decides whether it fits. */
+  private stepUp(now: number, to: number): void {
+    this.step(now, to, false);
+    this.trialUntil = now + this.windowMs * 1.5;
   }
 
   private step(now: number, to: number, starved: boolean): void {
