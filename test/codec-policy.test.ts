@@ -302,6 +302,20 @@ describe("codec policy against a simulated bottleneck", () => {
     for (const [, w] of after) expect(w).not.toBe(CODEC_NONE);
   });
 
+  test("a shortage of CPU in which a starved zstd-1 still moves about what lz4 could over those links: zstd-1 is kept", () => {
+    // zstd-1 at 2 x 90 MB/s of input: 107 MB/s of wire, the links take 125 (14 % starved once the ring has drained);
+    // lz4 could move 125 / 0.678 = 184, not 10 % more than 180.
+    const short: Data = { speed: Object.fromEntries(Object.entries(USR.speed).map(([k, v]) => [k, k === "-1" ? v : (v * 90) / 580])), ratio: USR.ratio };
+    const ladder = AUTO_LADDER.filter((r) => r.word <= 1);
+    const trace = simulate([
+      { ms: 3000, linkRate: 125, data: USR },
+      { ms: 2500, linkRate: 125, data: short },
+      { ms: 1500, linkRate: 125, data: USR },
+    ], ladder);
+    expect(codecAt(trace, 3000)).toBe(1);
+    for (const [t, w] of trace.windows) if (t >= 3000) expect(w).toBe(1);
+  });
+
   test("links that take more than lz4 makes but less than the raw stream: a starved lz4 is kept, as it moves more input than none", () => {
     // lz4: 2 x 1000 MB/s of input, 1360 MB/s on the wire; none: 1600 MB/s, all the links take.
     const trace = simulate([{ ms: 6000, linkRate: 1600, data: USR }]);
@@ -321,11 +335,20 @@ describe("codec policy against a simulated bottleneck", () => {
       totals.starvedMs += WINDOW_MS / 2;
       expect(p.update(t, totals)).toBe(START_WORD);
     }
-    // After it, one starved window is a vote (a moment's CPU taken elsewhere); two in a row step down.
-    totals.starvedMs += WINDOW_MS / 2;
+    // After it, one mildly starved window is a vote (a moment's CPU taken elsewhere); two in a
+    // row step down, and so does one starved for half the window or more.
+    totals.starvedMs += 0.3 * WINDOW_MS;
     expect(p.update(t + WINDOW_MS, totals)).toBe(START_WORD);
-    totals.starvedMs += WINDOW_MS / 2;
+    totals.starvedMs += 0.3 * WINDOW_MS;
     expect(p.update(t + 2 * WINDOW_MS, totals)).toBe(CODEC_LZ4);
+    t += 2 * WINDOW_MS;
+    for (const share of [0.3, 0, 0.3, 0]) {
+      t += WINDOW_MS;
+      totals.starvedMs += share * WINDOW_MS;
+      expect(p.update(t, totals)).toBe(CODEC_LZ4);
+    }
+    totals.starvedMs += 0.5 * WINDOW_MS;
+    expect(p.update(t + WINDOW_MS, totals)).toBe(CODEC_NONE);
   });
 
   test("a ladder of one codec never changes; the start is zstd-1, else lz4, else the cheapest", () => {

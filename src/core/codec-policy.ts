@@ -19,6 +19,8 @@ export interface Rung {
   word: CodecWord;
   /** Compression CPU per input byte relative to the rung below it is what counts; lz4 = 1. */
   cost: number;
+  /** Typical wire bytes per input byte (1 if not given); only ratios between rungs are used. */
+  ratio?: number;
 }
 
 // Costs from one core on a tar of /usr, 256 KiB chunks (MB/s of input): lz4 1012, zstd-1 582,
@@ -28,11 +30,11 @@ export interface Rung {
 // Below lz4, none: on a link faster than the compressors (an unshaped 10 GbE, a veth) sending
 // the chunks as they are beats any codec; it costs the CRC only (~5 GB/s).
 export const AUTO_LADDER: readonly Rung[] = [
-  { word: CODEC_NONE, cost: 0.2 },
-  { word: CODEC_LZ4, cost: 1 },
-  { word: 1, cost: 1.75 },
-  { word: 3, cost: 3.25 },
-  { word: 6, cost: 7 },
+  { word: CODEC_NONE, cost: 0.2, ratio: 1 },
+  { word: CODEC_LZ4, cost: 1, ratio: 0.678 },
+  { word: 1, cost: 1.75, ratio: 0.594 },
+  { word: 3, cost: 3.25, ratio: 0.579 },
+  { word: 6, cost: 7, ratio: 0.568 },
 ];
 
 /**
@@ -84,6 +86,8 @@ export const WARMUP_MS = 3 * WINDOW_MS;
 /** Starved share of a window above which it votes down; DOWN_WINDOWS such windows in a row step down. */
 export const DOWN_STARVED = 0.1;
 export const DOWN_WINDOWS = 2;
+/** Starved share at which one window is enough. */
+export const DOWN_AT_ONCE = 0.5;
 /** Backlog share at or above which (with starved under UP_STARVED_MAX) a window votes up. */
 export const UP_BACKLOG = 0.5;
 export const UP_STARVED_MAX = 0.02;
@@ -247,21 +251,25 @@ export class CodecPolicy {
     }
     if (w.starved > DOWN_STARVED) {
       this.upVotes = 0;
-      // One starved window is not enough: the other side's start-up or any process on these
-      // cores takes the compressors' CPU for a moment (1 Gbit, MTU 9000: 11-37 % starved in the
-      // first window after the warm-up, none in the next), and a level left waits out its hold.
-      // A level just stepped up to is on trial: its first window starved is enough (at none,
-      // lz4 is tried again after its hold on a veth it never fits, and each try costs windows).
-      if (++this.downVotes < DOWN_WINDOWS && now > this.trialUntil) return this.current();
+      // One mildly starved window is not enough: the other side's start-up or any process on
+      // these cores takes the compressors' CPU for a moment (1 Gbit, MTU 9000: 11-37 % starved
+      // in the first window after the warm-up, none in the next), and a level left waits out
+      // its hold. Links starved for most of a window (links suddenly faster than the
+      // compressors) step at once, and so does a level just stepped up to, which is on trial
+      // (at none, lz4 tried again on a veth where it never fits: each try costs windows).
+      const atOnce = w.starved >= DOWN_AT_ONCE || now <= this.trialUntil;
+      if (++this.downVotes < DOWN_WINDOWS && !atOnce) return this.current();
       if (known) [this.capRate[at], this.capAt[at]] = [inRate, now];
       // Starved links do not mean the level below moves more input: on links that take more
       // than lz4 makes but less than the raw stream, a starved lz4 still beats none (and on a
       // 1 Gbit link a sender short of CPU for a moment starves them at any level). The level
       // below would move what the links take (the most they took when they last held any
-      // level back, if they are no faster now) over its ratio (1 for none, else about this
-      // level's, on this data).
+      // level back, if they are no faster now) over its ratio (1 for none, else this level's
+      // on this data, scaled by their typical ratios: a starved zstd-1 still moving more than
+      // lz4 could over those links is kept through a moment's shortage of CPU).
       const below = at - 1;
-      const ratio = this.ladder[below]?.word === CODEC_NONE ? 1 : inRate > 0 ? wireRate / inRate : 1;
+      const typical = (r: number) => this.ladder[r]?.ratio ?? 1;
+      const ratio = this.ladder[below]?.word === CODEC_NONE ? 1 : inRate > 0 ? (wireRate / inRate) * (typical(below) / typical(at)) : 1;
       const links = this.linksTake(now);
       const lowerMovesLess = known && below >= 0 && links > 0 && wireRate <= links * RATE_GAIN && links / ratio < inRate * RATE_GAIN;
       if (below >= 0 && !lowerMovesLess) this.step(now, below, true);
@@ -321,8 +329,7 @@ export class CodecPolicy {
     }
     this.rung = to;
     this.upVotes = 0;
-    // Once the compressors were seen to fall behind twice, the next starved window is enough.
-    this.downVotes = starved ? DOWN_WINDOWS - 1 : 0;
+    this.downVotes = 0;
     this.enteredAt = now;
     this.changes++;
   }
