@@ -2,7 +2,7 @@
 // bottleneck. Pure: the shell passes in the time and its running totals; nothing here reads a
 // clock or touches I/O.
 //
-// Two measurements decide, both as shares of a window (~150 ms):
+// Two measurements decide, both as shares of a window (~150 ms), and at none a third (below):
 // - starved: the links had room and window but no finished chunk to send, while the compressors
 //   still worked on chunks already read. The compressors are the bottleneck: a cheaper codec.
 // - backlog: data waited in the send ring for the links, and the links never starved. The links
@@ -13,6 +13,8 @@
 // ring fills, the compressors run flat out, yet the links need only a part of that. A level the policy
 // had to leave because the compressors starved the links is not tried again for a hold time that
 // doubles with each such failure, so a level that does not fit is not retried every window.
+// At none the compressors idle and say nothing; there the time the sender spent in sendmmsg
+// tells whether the links cost it more per byte than compressing would (see PROBE_MAX_MS).
 import { CODEC_LZ4, CODEC_NONE, type CodecWord } from "../codec";
 
 export interface Rung {
@@ -216,9 +218,10 @@ export class CodecPolicy {
     // pays (see the probe).
     const sendBound = sendMs >= SEND_BOUND * span && drained < FAST_LINKS * sendMs;
     if (this.probeUntil !== -Infinity) {
-      const heldBack = w.backlog >= UP_BACKLOG && wireRate < FAST_LINKS;
+      // A backlog that drains fast is a receiver still starting, not slow links.
+      const linksSlow = w.backlog >= UP_BACKLOG && wireRate < FAST_LINKS;
       const faster = inRate >= FAST_LINKS;
-      const slower = !faster && (heldBack || sendBound);
+      const slower = !faster && (linksSlow || sendBound);
       // Links that held the raw stream back, or cost this thread its time, took the window's
       // wire bytes: what none moves (so that a starved level later is not left for none).
       if (slower && inRate >= 0) [this.linkWire[0], this.linkAt[0]] = [wireRate, now];
@@ -242,8 +245,8 @@ export class CodecPolicy {
       const fedMore = known && this.capRate[next]! > inRate * RATE_GAIN;
       // Tried again only where the raw stream is held back (by the links, or by what sending
       // its frames costs this thread): on links that keep pace with it, a try only costs.
-      const heldBack = w.backlog >= UP_BACKLOG || sendBound;
-      const retry = next < this.ladder.length && !known && now >= this.holdUntil[next]! && heldBack;
+      const rawHeldBack = w.backlog >= UP_BACKLOG || sendBound;
+      const retry = next < this.ladder.length && !known && now >= this.holdUntil[next]! && rawHeldBack;
       this.upVotes = fedMore || retry ? this.upVotes + 1 : 0;
       if (this.upVotes >= UP_WINDOWS) this.stepUp(now, next);
       if (now - this.enteredAt >= FIT_MS) this.holdMs[this.rung] = HOLD_MIN_MS;
