@@ -122,3 +122,62 @@ test("a stream one frame off what was expected: not placed, and storing frames a
   expect(offsets).toEqual([base, base + STRIDE, base + 2 * STRIDE, base + 3 * STRIDE]);
   expect(Bun.hash.crc32(ring.subarray(STRIDE, 5 * STRIDE))).toBe(Bun.hash.crc32(source.subarray(0, 4 * STRIDE)));
 });
+
+/** Sends DATA frames of the given payload lengths, one after the other in the stream from `base`. */
+function sendRun(base: number, lens: number[], pnFrom: number): number {
+  let at = 0;
+  for (const [i, len] of lens.entries()) {
+    expect(tx.sendData(1, 0, pnFrom + i, base + at, source, sourceCrc, at, sourcePtr, len)).toBe(true);
+    at += len;
+  }
+  while (tx.socket.txPending() > 0) tx.socket.flush();
+  return at;
+}
+
+/** Receives `want` frames as the receiver does: each batch where the stream so far left off. */
+async function receiveRun(want: number, expect0: number, ringPos: number, ring: Uint8Array) {
+  const got: { offset: number; len: number; inPlace: boolean }[] = [];
+  const placed: boolean[] = [];
+  let next = expect0;
+  const deadline = performance.now() + 2000;
+  while (got.length < want && performance.now() < deadline) {
+    const n = rx.receiveSplit(ring, addressOf(ring), ringPos + (next - expect0), STRIDE, next, (base, len, inPlace) => {
+      const offset = readU64(rx.socket.rxView, base + OFF_DATA_OFFSET);
+      // As the receiver does: a frame not in place is copied to where it belongs.
+      if (!inPlace) ring.set(rx.socket.rx.subarray(base + DATA_HEADER, base + len), ringPos + (offset - expect0));
+      got.push({ offset, len, inPlace });
+      next = Math.max(next, offset + len - DATA_HEADER);
+    });
+    if (n > 0) placed.push(rx.splitPlaced);
+    else await Bun.sleep(1);
+  }
+  return { got, placed };
+}
+
+test("short frames within a run (the end of a sender's turn) are moved down into place", async () => {
+  const ring = new Uint8Array(2 << 20);
+  const lens = [STRIDE, STRIDE, 1000, STRIDE, STRIDE, 500, 77, STRIDE];
+  const total = sendRun(11_000_000, lens, 100);
+  const { got, placed } = await receiveRun(lens.length, 11_000_000, 4096, ring);
+  expect(got.map((f) => f.len - DATA_HEADER)).toEqual(lens);
+  expect(got.every((f) => f.inPlace)).toBe(true);
+  expect(placed.every(Boolean)).toBe(true);
+  expect(Bun.hash.crc32(ring.subarray(4096, 4096 + total))).toBe(Bun.hash.crc32(source.subarray(0, total)));
+});
+
+test("a run broken by a frame out of order: the frames before it in place, it and the rest handled as usual", async () => {
+  const ring = new Uint8Array(2 << 20);
+  const base = 13_000_000;
+  const bad = rx.badFrames;
+  // Stream offsets: [0, S) [S, S+1000) then [2S+1000, 3S+1000) ahead of [S+1000, 2S+1000).
+  const S = STRIDE;
+  const frames: [number, number][] = [[0, S], [S, 1000], [2 * S + 1000, S], [S + 1000, S]];
+  for (const [i, [at, len]] of frames.entries()) expect(tx.sendData(1, 0, 200 + i, base + at, source, sourceCrc, at, sourcePtr, len)).toBe(true);
+  while (tx.socket.txPending() > 0) tx.socket.flush();
+  const { got, placed } = await receiveRun(4, base, 0, ring);
+  expect(got.map((f) => [f.offset - base, f.len - DATA_HEADER])).toEqual(frames);
+  expect(got.map((f) => f.inPlace)).toEqual([true, true, false, false]);
+  expect(placed[0]).toBe(false);
+  expect(rx.badFrames).toBe(bad);
+  expect(Bun.hash.crc32(ring.subarray(0, 3 * S + 1000))).toBe(Bun.hash.crc32(source.subarray(0, 3 * S + 1000)));
+});
