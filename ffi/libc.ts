@@ -125,6 +125,7 @@ function load() {
     pipe2: { args: ["ptr", "i32"], returns: "i32" },
     setns: { args: ["i32", "i32"], returns: "i32" },
     madvise: { args: ["ptr", "u64", "i32"], returns: "i32" },
+    execve: { args: ["ptr", "ptr", "ptr"], returns: "i32" },
     __errno_location: { args: [], returns: "ptr" },
     strerror: { args: ["i32"], returns: "cstring" },
   });

@@ -6,6 +6,7 @@ import { L2Error, EXIT_TRANSFER, fromFfi, usageError } from "./errors";
 import { runSender } from "./shell/sender";
 import { runReceiver } from "./shell/receiver";
 import { Interrupts } from "./shell/interrupts";
+import { restartWithoutFtl } from "./shell/jit-tier";
 import { readFileSync, readlinkSync } from "node:fs";
 
 const O_CLOEXEC = 0o2000000;
@@ -47,6 +48,7 @@ async function main(argv: string[]): Promise<number> {
   return opts.mode === "send" ? runSender(opts, interrupts) : runReceiver(opts, interrupts);
 }
 
+restartWithoutFtl();
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (thrown: unknown) => {
