@@ -264,12 +264,6 @@ export function dataPayloadStart(base: number): number {
   return base + DATA_HEADER;
 }
 
-/** The payload length a received DATA frame claims (CRC not checked), or 0 if it claims none or more than arrived. */
-export function claimedPayload(v: DataView, base: number, received: number): number {
-  const len = claimedLength(v, base, received);
-  return len > DATA_HEADER ? len - DATA_HEADER : 0;
-}
-
 /** Is the frame at base (received bytes long) a DATA frame with a payload for stream offset `offset`? */
 export function isDataFor(v: DataView, base: number, received: number, offset: number): boolean {
   return received > DATA_HEADER && v.getUint8(base + OFF_TYPE) === FrameType.Data && readU64(v, base + OFF_DATA_OFFSET) === offset;

@@ -6,7 +6,7 @@ import { PacketSocket } from "./packet-socket";
 import { Poller, POLLOUT, addressOf } from "../../ffi/libc";
 import {
   type AckContent, COMMON_END, DATA_HEADER, ETH_HEADER, FrameCrc, FrameType, MIN_FRAME, MIN_MTU,
-  buildAbort, buildAck, buildDone, buildHello, buildHelloAck, claimedPayload, dataHeaderChecked, dataPayloadStart, isDataFor,
+  buildAbort, buildAck, buildDone, buildHello, buildHelloAck, dataHeaderChecked, dataPayloadStart, isDataFor,
   probePadding, sealFrame, sealProbe, verifyFrame, verifySplitFrame, writeDataFields, writeFrameCrc, writeHeader,
 } from "../wire";
 import { usageError } from "../errors";
@@ -47,15 +47,12 @@ export class Link {
 
   /**
    * One batch received straight into the reassembly ring: frame i's payload lands at
-   * ring[ringPos + i * stride], which is where it belongs if the frames before it were full-size
-   * DATA frames continuing the stream from offset `expect`, as one link's frames in order are.
-   * The leading frames that continue the stream (a short one among them, such as the last of a
-   * sender's turn, included) are moved down to where they belong, only those after a short one
-   * moving, and given to onFrame(base, len, true) if they pass the checks, payloads in place.
-   * The first frame that does not continue the stream ends that run: its payload and those of
-   * the frames after it are moved back behind their headers and handled as receive() would
-   * (inPlace false). What landed in the ring is left there, so the caller must give memory no
-   * one reads. Returns the frames received.
+   * ring[ringPos + i * stride], which is where it belongs if it is the DATA frame for stream
+   * offset expect + i * stride, as the frames of one link in order are. If every frame is,
+   * onFrame(base, len, true) gets each that passes the checks, its payload already in place.
+   * Otherwise the payloads are moved back behind their headers and the batch is handled as
+   * receive() would (inPlace false); what landed in the ring is left there, so the caller must
+   * give memory no one reads. Returns the frames received.
    */
   receiveSplit(ring: Uint8Array, ringPtr: number, ringPos: number, stride: number, expect: number,
     onFrame: (base: number, len: number, inPlace: boolean) => void): number {
@@ -63,40 +60,28 @@ export class Link {
     const sock = this.socket;
     const n = sock.recvSplit(DATA_HEADER, ringPtr + ringPos, stride);
     const v = sock.rxView;
-    let run = 0;
-    for (let next = expect; run < n; run++) {
-      const base = sock.rxOffset(run);
-      const received = sock.rxLength(run);
-      const payload = isDataFor(v, base, received, next) ? claimedPayload(v, base, received) : 0;
-      if (payload === 0 || payload > stride) break;
-      next += payload;
+    let placed = true;
+    for (let i = 0; i < n && placed; i++) {
+      const base = sock.rxOffset(i);
+      placed = isDataFor(v, base, sock.rxLength(i), expect + i * stride);
     }
-    // First, before anything below writes to the ring, the frames after the run: storing one
-    // of them may overwrite where a later one landed.
-    for (let i = run; i < n; i++) {
-      const tail = Math.min(sock.rxLength(i), sock.maxFrame) - DATA_HEADER;
-      if (tail > 0) sock.rx.set(ring.subarray(ringPos + i * stride, ringPos + i * stride + tail), dataPayloadStart(sock.rxOffset(i)));
+    if (!placed) {
+      // All of them first: storing one frame may overwrite where the next one landed.
+      for (let i = 0; i < n; i++) {
+        const tail = Math.min(sock.rxLength(i), sock.maxFrame) - DATA_HEADER;
+        if (tail > 0) sock.rx.set(ring.subarray(ringPos + i * stride, ringPos + i * stride + tail), dataPayloadStart(sock.rxOffset(i)));
+      }
     }
-    // Moving down never reaches past where the frame landed, so no frame still to move is hit.
-    let at = ringPos;
-    for (let i = 0; i < run; i++) {
+    for (let i = 0; i < n; i++) {
       const base = sock.rxOffset(i);
       const received = sock.rxLength(i);
-      const payload = claimedPayload(v, base, received);
-      const landed = ringPos + i * stride;
-      if (landed !== at) ring.copyWithin(at, landed, landed + payload);
-      const len = verifySplitFrame(v, base, received, this.rxHeaderViews[i]!, ring, at);
+      const len = placed
+        ? verifySplitFrame(v, base, received, this.rxHeaderViews[i]!, ring, ringPos + i * stride)
+        : verifyFrame(v, this.rxCrc, base, received);
       if (len === 0) this.badFrames++;
-      else onFrame(base, len, true);
-      at += payload;
+      else onFrame(base, len, placed);
     }
-    for (let i = run; i < n; i++) {
-      const base = sock.rxOffset(i);
-      const len = verifyFrame(v, this.rxCrc, base, sock.rxLength(i));
-      if (len === 0) this.badFrames++;
-      else onFrame(base, len, false);
-    }
-    this.splitPlaced = run === n && n > 0;
+    this.splitPlaced = placed && n > 0;
     return n;
   }
 
