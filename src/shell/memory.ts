@@ -23,10 +23,12 @@ function roundUp(n: number, unit: number): number {
 export function memoryPlan(opts: Options): MemoryPlan {
   const low = opts.lowMemory;
   const chunkSize = low ? 64 << 10 : 256 << 10;
-  // The rings are the window: 16 MiB is 13 ms at 10 GbE, far more than a LAN's round trip. A
-  // bigger ring costs CPU on every byte (fresh pages the first time round, colder caches after):
-  // 1 GiB over one veth, both sides, 1.60-1.82 CPU-s with 64 MiB, 1.33-1.58 with 16.
-  let ringSize = low ? 8 << 20 : 16 << 20;
+  // The rings are the window, and every byte passes through them: a bigger ring is colder and
+  // costs CPU on every byte (1 GiB over one veth, both sides: 1.60-1.82 CPU-s with 64 MiB,
+  // 1.33-1.58 with 16; 1.66-1.77 with 16, 1.48-1.65 with 8). 8 MiB is 7 ms at 10 GbE, far more
+  // than a LAN's round trip, but several links need more in flight: over 1 + 1.5 Gbit 8 MiB
+  // moved 232 MB/s and 16 MiB 276, over 4 x 1 Gbit 378 and 434. So 8 MiB per device.
+  let ringSize = low ? 8 << 20 : Math.min(64, 8 * opts.devices.length) << 20;
   // The receiver's tape buffer is its reassembly ring.
   if (opts.mode === "receive" && opts.bufferBytes > 0) ringSize = Math.max(ringSize, roundUp(opts.bufferBytes, 1 << 20));
   return {
