@@ -1,7 +1,7 @@
 // The benchmark's target checks: computed from the run's numbers, met or not by the right side
 // of each bar.
 import { describe, expect, test } from "bun:test";
-import { checkTargets } from "../scripts/bench-report";
+import { checkTargets, CPU_BEFORE, summarize } from "../scripts/bench-report";
 import type { BenchResults, Data, RunResult, Scenario, Tool } from "../scripts/bench-types";
 
 function run(mbps: number, cpu = 1, rss = 100): RunResult {
@@ -57,5 +57,17 @@ describe("checkTargets", () => {
     expect(by("1 x 1 Gbit, MTU 1500")!.met).toBe(false);
     expect(by("peak RSS")!.met).toBe(false); // 600 MiB
     expect(by("compressible over")).toBeUndefined(); // no such scenarios in this run
+  });
+});
+
+describe("summarize", () => {
+  test("CPU per side of -0 now, beside the fixed figures from before the work on CPU per byte", () => {
+    const lines = summarize(results([
+      scenario("a", 9000, [null], "1 veth, unshaped", "random", "l2pipe", "l2pipe -0", [run(1100, 0.8), run(1000, 0.9), run(1200, 1.0)]),
+      scenario("b", 9000, [1000], "1 x 1 Gbit", "random", "l2pipe", "l2pipe -0", [run(121, 1.3)]),
+    ]));
+    const line = lines.find((l) => l.startsWith("CPU seconds per GiB of l2pipe -0"));
+    expect(line).toContain(`one veth ${CPU_BEFORE.veth.send.toFixed(2)} / ${CPU_BEFORE.veth.recv.toFixed(2)} then, 0.90 / 0.90 now`);
+    expect(line).toContain("one 1 Gbit link 1.61 / 2.66 then, 1.30 / 1.30 now");
   });
 });
