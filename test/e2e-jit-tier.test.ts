@@ -34,6 +34,8 @@ async function receiverOption(env: Record<string, string>): Promise<{ option: st
   }, 5000, "the receiver to start");
   await Bun.sleep(300); // past the restart, if there is one
   const option = environ(p.pid).filter((e) => e.startsWith("BUN_JSC_useFTLJIT="));
+  // The arguments come through the restart as they were given.
+  expect(readFileSync(`/proc/${p.pid}/cmdline`, "latin1").split("\0")).toEqual([BINARY, "-r", topo.devsB[0]!, ""]);
   p.kill("SIGINT");
   const code = await p.exited;
   return { option, stderr: await new Response(p.stderr).text(), code };
