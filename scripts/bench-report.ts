@@ -19,7 +19,7 @@ export const REFERENCE_2017 = {
   lz4PipeMBps: "350-370 (lz4 -1 | socat | lz4 -d, compressible)",
 };
 
-// l2pipe's CPU per GiB before the work on CPU per byte (16 MiB then 8 MiB-per-device rings, FTL off):
+// l2pipe's CPU per GiB before the work on CPU per byte (rings cut from 64 MiB, FTL turned off):
 // the full run at dc42d16, 1 GiB random, -0, MTU 9000, medians of 3. Not side by side with this run.
 export const CPU_BEFORE = { commit: "dc42d16", veth: { send: 1.12, recv: 1.61 }, gbit: { send: 1.61, recv: 2.66 } };
 

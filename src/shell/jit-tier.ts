@@ -41,7 +41,7 @@ export function restartWithoutFtl(): void {
   } catch {
     return;
   }
-  if (args.length === 0 || args[args.length - 1] !== 0 || (env.length > 0 && env[0] === 0)) return;
+  if (args.length === 0 || args[args.length - 1] !== 0 || env[0] === 0) return;
   const path = new TextEncoder().encode("/proc/self/exe\0");
   const argv = pointerTable(args);
   const envp = pointerTable(env);
