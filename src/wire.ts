@@ -4,6 +4,8 @@
 // before it reads anything, and one builder per type writes the fields. docs/PROTOCOL.md is the
 // prose version of this file; keep them in step.
 
+import { crc32CombineFast } from "./crc32";
+
 export const ETHERTYPE = 0x88b5;
 export const MAGIC = 0x4c32; // "L2"
 export const VERSION = 1;
@@ -166,25 +168,43 @@ function claimedLength(v: DataView, base: number, received: number): number {
   return len < COMMON_END || len > received ? 0 : len;
 }
 
+/** The CRC-32 of the payload alone of the last DATA frame verified (see verifyFrame). */
+export class PayloadCrc {
+  value = 0;
+}
+
 /**
  * Checks a received frame: ethertype, magic, version, length, CRC. Returns the meaningful
- * length (from the frame start) or 0 when the frame must be dropped.
+ * length (from the frame start) or 0 when the frame must be dropped. Given headView (the
+ * frame's bytes [OFF_LEN, DATA_HEADER), a view kept per receive slot) and out, a DATA frame's
+ * payload is checksummed on its own and its CRC left in out, for the output to build the
+ * chunk's CRC from without reading the bytes again; the frame's CRC is that combined with the
+ * header's, so the check is the same.
  */
-export function verifyFrame(v: DataView, crc: FrameCrc, base: number, received: number): number {
+export function verifyFrame(v: DataView, crc: FrameCrc, base: number, received: number, headView?: Uint8Array, out?: PayloadCrc): number {
   const len = claimedLength(v, base, received);
-  if (len === 0 || crc.of(base + OFF_LEN, base + len) !== v.getUint32(base + OFF_CRC)) return 0;
-  return len;
+  if (len === 0) return 0;
+  if (out !== undefined && len > DATA_HEADER && v.getUint8(base + OFF_TYPE) === FrameType.Data) {
+    const payload = crc.of(base + DATA_HEADER, base + len);
+    if (crc32CombineFast(Bun.hash.crc32(headView!), payload, len - DATA_HEADER) !== v.getUint32(base + OFF_CRC)) return 0;
+    out.value = payload;
+    return len;
+  }
+  return crc.of(base + OFF_LEN, base + len) === v.getUint32(base + OFF_CRC) ? len : 0;
 }
 
 /**
  * verifyFrame for a DATA frame received split: its first DATA_HEADER bytes at base (headView is
- * their checksummed part, [OFF_LEN, DATA_HEADER)), its payload at payload[payloadPos..].
+ * their checksummed part, [OFF_LEN, DATA_HEADER)), its payload at payload[payloadPos..]. The
+ * payload's own CRC is left in out.
  */
-export function verifySplitFrame(v: DataView, base: number, received: number, headView: Uint8Array, payload: Uint8Array, payloadPos: number): number {
+export function verifySplitFrame(v: DataView, base: number, received: number, headView: Uint8Array, payload: Uint8Array, payloadPos: number, out: PayloadCrc): number {
   const len = claimedLength(v, base, received);
   if (len <= DATA_HEADER) return 0;
-  const crc = Bun.hash.crc32(payload.subarray(payloadPos, payloadPos + len - DATA_HEADER), Bun.hash.crc32(headView)) >>> 0;
-  return crc === v.getUint32(base + OFF_CRC) ? len : 0;
+  const p = Bun.hash.crc32(payload.subarray(payloadPos, payloadPos + len - DATA_HEADER)) >>> 0;
+  if (crc32CombineFast(Bun.hash.crc32(headView), p, len - DATA_HEADER) !== v.getUint32(base + OFF_CRC)) return 0;
+  out.value = p;
+  return len;
 }
 
 // ---- typed views of received frames --------------------------------------------------------

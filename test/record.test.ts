@@ -5,7 +5,7 @@ import { dlopen, FFIType, ptr } from "bun:ffi";
 import { loadLz4, lz4Bound } from "../ffi/lz4";
 import { loadZstd, zstdBound } from "../ffi/zstd";
 import {
-  crc32, crc32Combine, END_BODY, END_RECORD, KIND_END, KIND_LZ4, KIND_RAW, KIND_ZSTD, readCrc, readEncLen, readEndTotal,
+  crc32, crc32Combine, crc32CombineFast, Crc32Shift, END_BODY, END_RECORD, KIND_END, KIND_LZ4, KIND_RAW, KIND_ZSTD, readCrc, readEncLen, readEndTotal,
   readFlags, readKind, readRawLen, readReserved, RECORD_HEADER, writeEnd, writeHeader,
 } from "../src/record";
 
@@ -111,6 +111,24 @@ describe("crc32", () => {
       stream = crc32Combine(stream, crc32(c), c.length);
     }
     expect(stream).toBe(crc32(data));
+  });
+
+  test("Crc32Shift and crc32CombineFast combine like crc32Combine", () => {
+    const data = randomBytes(3 * 9000, 5);
+    for (const lb of [1, 16, 8940, 8956, 9000 - 16, 1470]) {
+      const shift = new Crc32Shift(lb);
+      for (const la of [0, 1, 26, 8956, 9000]) {
+        const a = data.subarray(0, la);
+        const b = data.subarray(la, la + lb);
+        const whole = crc32(data.subarray(0, la + lb));
+        expect(shift.combine(crc32(a), crc32(b))).toBe(whole);
+        // Asked often enough, a length gets its table: both ways must agree.
+        for (let k = 0; k < 10; k++) expect(crc32CombineFast(crc32(a), crc32(b), lb)).toBe(whole);
+      }
+    }
+    // A different length gives a different (wrong) combination: the shift is per length.
+    expect(new Crc32Shift(100).combine(crc32(data.subarray(0, 10)), crc32(data.subarray(10, 111))))
+      .not.toBe(crc32(data.subarray(0, 111)));
   });
 
   test("crc32Combine is consistent for lengths beyond 4 GiB", () => {

@@ -6,7 +6,7 @@ import { PacketSocket } from "./packet-socket";
 import { Poller, POLLOUT, addressOf } from "../../ffi/libc";
 import {
   type AckContent, COMMON_END, DATA_HEADER, ETH_HEADER, FrameCrc, FrameType, MIN_FRAME, MIN_MTU,
-  buildAbort, buildAck, buildDone, buildHello, buildHelloAck, dataHeaderChecked, dataPayloadStart, isDataFor,
+  PayloadCrc, buildAbort, buildAck, buildDone, buildHello, buildHelloAck, dataHeaderChecked, dataPayloadStart, isDataFor,
   probePadding, sealFrame, sealProbe, verifyFrame, verifySplitFrame, writeDataFields, writeFrameCrc, writeHeader,
 } from "../wire";
 import { usageError } from "../errors";
@@ -23,6 +23,8 @@ export class Link {
   /** Per header slot, the view of a DATA header's checksummed bytes: no view made per frame. */
   private readonly dataHeaderViews: Uint8Array[] = [];
   private readonly rxHeaderViews: Uint8Array[] = [];
+  /** The payload CRC of the DATA frame onFrame was last given (receive, receiveSplit). */
+  readonly payloadCrc = new PayloadCrc();
   /** The peer's MAC once known; broadcast until then. */
   peer = new Uint8Array(BROADCAST);
   peerKnown = false;
@@ -76,8 +78,8 @@ export class Link {
       const base = sock.rxOffset(i);
       const received = sock.rxLength(i);
       const len = placed
-        ? verifySplitFrame(v, base, received, this.rxHeaderViews[i]!, ring, ringPos + i * stride)
-        : verifyFrame(v, this.rxCrc, base, received);
+        ? verifySplitFrame(v, base, received, this.rxHeaderViews[i]!, ring, ringPos + i * stride, this.payloadCrc)
+        : verifyFrame(v, this.rxCrc, base, received, this.rxHeaderViews[i]!, this.payloadCrc);
       if (len === 0) this.badFrames++;
       else onFrame(base, len, placed);
     }
@@ -106,7 +108,7 @@ export class Link {
       total += n;
       for (let i = 0; i < n; i++) {
         const base = sock.rxOffset(i);
-        const len = verifyFrame(sock.rxView, this.rxCrc, base, sock.rxLength(i));
+        const len = verifyFrame(sock.rxView, this.rxCrc, base, sock.rxLength(i), this.rxHeaderViews[i]!, this.payloadCrc);
         if (len === 0) this.badFrames++;
         else onFrame(base, len);
       }

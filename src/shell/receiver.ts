@@ -18,6 +18,7 @@ import { Reporter } from "./report";
 import { Interrupts, sleepMs } from "./interrupts";
 import { failureText } from "./failure-text";
 import { Delivery } from "../core/delivery";
+import { CrcLogWriter, createCrcLog } from "../workers/crc-log";
 
 const STDOUT = 1;
 /** Below this many frames per turn the loop naps COALESCE_MS before the next receive. */
@@ -31,12 +32,13 @@ export async function runReceiver(opts: Options, interrupts: Interrupts): Promis
   const links = openLinks(opts.devices, { rcvBuf: plan.rcvBuf, sndBuf: 1 << 20 });
   const wakeFd = createEventFd();
   const ringBuffer = reserveRing(plan.ringSize, opts.bufferBytes > 0);
+  const crcLog = createCrcLog();
   const output = await OutputPipeline.create({
     ring: ringBuffer, ringSize: plan.ringSize, outFd: STDOUT, wakeFd, maxChunk: 1 << 20,
-    blockSize: opts.blockBytes, strictBlocks: opts.strictBlocks, workers: plan.outputWorkers,
+    blockSize: opts.blockBytes, strictBlocks: opts.strictBlocks, workers: plan.outputWorkers, crcLog,
   });
   try {
-    return await new ReceiverLoop(opts, links, output, ringBuffer, plan.ringSize, wakeFd, interrupts).run();
+    return await new ReceiverLoop(opts, links, output, ringBuffer, plan.ringSize, wakeFd, interrupts, new CrcLogWriter(crcLog)).run();
   } finally {
     const closing = Promise.all(links.map((l) => l.socket.closeAsync()));
     output.close();
@@ -89,6 +91,7 @@ class ReceiverLoop {
     private readonly ringSize: number,
     private readonly wakeFd: number,
     private readonly interrupts: Interrupts,
+    private readonly crcLog: CrcLogWriter,
   ) {
     this.ring = new Uint8Array(ringBuffer);
     this.ringPtr = addressOf(this.ring);
@@ -110,6 +113,7 @@ class ReceiverLoop {
       const now = performance.now();
       this.receive(now);
       const consumed = this.output.consumed();
+      this.crcLog.publish();
       this.output.publish(this.delivery.update(now, core.cum, consumed));
       core.setConsumed(consumed);
       // The output worker signals the eventfd when it finishes, fails or goes idle; between
@@ -273,6 +277,7 @@ class ReceiverLoop {
         if (verdict === Accept.Store) {
           // In place, the payload is at its offset already (it was fresh: storeFrom is offset).
           if (!inPlace) this.store(sock.rx, dataPayloadStart(base) + (core.storeFrom - offset), core.storeFrom, offset + payload);
+          if (core.storeFrom === offset) this.crcLog.note(offset, payload, l.payloadCrc.value);
           this.placeNext = offset + payload;
         }
         break;

@@ -89,6 +89,8 @@ export interface OutputInit {
   block: SharedArrayBuffer;
   /** Every write a whole block (the stream's last excepted), even when the input trickles. */
   strictBlocks: boolean;
+  /** The main thread's log of verified payload CRCs (crc-log.ts), or null. */
+  crcLog: SharedArrayBuffer | null;
 }
 
 export class OutputPipeline {
@@ -119,6 +121,7 @@ export class OutputPipeline {
     workers?: number;
     blockSize?: number;
     strictBlocks?: boolean;
+    crcLog?: SharedArrayBuffer;
   }): Promise<OutputPipeline> {
     const { ring, ringSize, maxChunk } = opts;
     const n = opts.workers ?? 1;
@@ -141,7 +144,7 @@ export class OutputPipeline {
         workers.push(w);
         const init: OutputInit = {
           ring, ringSize, ctl, outFd: opts.outFd, wakeFd: opts.wakeFd, maxChunk, id, workers: n,
-          blockSize, block, strictBlocks: opts.strictBlocks ?? false,
+          blockSize, block, strictBlocks: opts.strictBlocks ?? false, crcLog: opts.crcLog ?? null,
         };
         await startWorker(w, init, "output worker");
       }

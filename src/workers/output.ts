@@ -7,6 +7,7 @@ import { addressOf, EAGAIN, EPIPE, libc, setPipeSize, signalEventFd, strerror, w
 import { loadLz4, type Lz4 } from "../../ffi/lz4";
 import { loadZstd, type Zstd } from "../../ffi/zstd";
 import { L2Error } from "../errors";
+import { CrcLogReader } from "./crc-log";
 import {
   MAX_OUTPUT_WORKERS, OB_CHAIN_POS, OB_CONSUMED, OB_OUT, OB_PUBLISHED, OB_WRITTEN, OF_STALL_MS, OI_CHAIN_SEQ, OI_CHUNKS, OI_EXITED,
   OI_ACTIVE, OI_BLOCK_FILL, OI_ERROR_LEN, OI_LOCK, OI_LZ4_CHUNKS, OI_STATE, OI_STOP, OI_STREAM_CRC, OI_TURN, OI_WAITING, OI_ZSTD_CHUNKS, OUT_ERROR_MAX,
@@ -80,6 +81,8 @@ class Output {
   private published = 0;
   private lastWake = 0;
   private consumedTo = 0;
+  /** Where RAW chunks' CRCs are built from, mostly without reading them (null: read them). */
+  private readonly crcLog: CrcLogReader | null;
   /** Loaded at the first LZ4 record: a receiver of RAW streams needs no liblz4. */
   private lz4: Lz4 | null = null;
 
@@ -101,6 +104,7 @@ class Output {
     this.outPtr = addressOf(this.out);
     this.wakeEvery = Math.max(1, Math.floor(o.ringSize / 8));
     this.rec = o.id;
+    this.crcLog = o.crcLog ? new CrcLogReader(o.crcLog) : null;
   }
 
   run(): void {
@@ -190,8 +194,13 @@ class Output {
     let problem = OK;
     let decoded = 0;
     if (kind === KIND_RAW) {
-      chunkCrc = Bun.hash.crc32(this.ringU8.subarray(body, body + first));
-      if (first < encLen) chunkCrc = Bun.hash.crc32(this.ringU8.subarray(0, encLen - first), chunkCrc);
+      if (this.crcLog) {
+        const from = this.pos + RECORD_HEADER;
+        chunkCrc = this.crcLog.crcOf(from, from + encLen, this.ringU8, ringSize);
+      } else {
+        chunkCrc = Bun.hash.crc32(this.ringU8.subarray(body, body + first));
+        if (first < encLen) chunkCrc = Bun.hash.crc32(this.ringU8.subarray(0, encLen - first), chunkCrc);
+      }
       if (chunkCrc !== crc) problem = BAD_CRC;
     } else {
       const lz4 = kind === KIND_LZ4 ? (this.lz4 ?? this.loadLz4Late()) : null;
