@@ -354,11 +354,12 @@ class ReceiverLoop {
     const p = this.poller;
     let n = 0;
     for (const l of this.links) p.set(n++, l.socket.fd, POLLIN | (l.socket.txPending() > 0 ? POLLOUT : 0));
+    const wake = n;
     p.set(n++, this.wakeFd, POLLIN);
     p.count = n;
     const timeout = sleepMs(this.core.nextTimeout(now), now);
-    p.wait(timeout);
-    if (drainEventFd(this.wakeFd) > 0) this.outputSignalled = true;
+    // Read the eventfd only when poll saw it signalled: a read() per turn otherwise.
+    if (p.wait(timeout) > 0 && (p.revents(wake) & POLLIN) !== 0 && drainEventFd(this.wakeFd) > 0) this.outputSignalled = true;
   }
 
   statistics(now: number) {

@@ -395,6 +395,7 @@ class SenderLoop {
     for (const l of this.links) {
       p.set(n++, l.socket.fd, POLLIN | (l.socket.txPending() > 0 ? POLLOUT : 0));
     }
+    const wake = n;
     p.set(n++, this.wakeFd, POLLIN);
     const wantInput = (core.phase === Phase.Transfer || core.phase === Phase.Finishing) && this.input.wantsStdin();
     if (wantInput) p.set(n++, STDIN, POLLIN);
@@ -405,8 +406,8 @@ class SenderLoop {
     // A link whose socket has room and which the core would give data: do not sleep at all.
     // Links whose socket is full wait for POLLOUT instead of being retried in a spin.
     const busy = this.links.some((l) => l.socket.txPending() === 0 && core.canSend(l.index));
-    p.wait(busy ? 0 : timeout);
-    drainEventFd(this.wakeFd);
+    // Read the eventfd only when poll saw it signalled: a read() per turn otherwise.
+    if (p.wait(busy ? 0 : timeout) > 0 && (p.revents(wake) & POLLIN) !== 0) drainEventFd(this.wakeFd);
   }
 
   statistics(now: number) {
