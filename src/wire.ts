@@ -185,10 +185,7 @@ export function verifyFrame(v: DataView, crc: FrameCrc, base: number, received: 
   const len = claimedLength(v, base, received);
   if (len === 0) return 0;
   if (out !== undefined && len > DATA_HEADER && v.getUint8(base + OFF_TYPE) === FrameType.Data) {
-    const payload = crc.of(base + DATA_HEADER, base + len);
-    if (crc32CombineFast(Bun.hash.crc32(headView!), payload, len - DATA_HEADER) !== v.getUint32(base + OFF_CRC)) return 0;
-    out.value = payload;
-    return len;
+    return dataCrcMatches(v, base, headView!, crc.of(base + DATA_HEADER, base + len), len, out) ? len : 0;
   }
   return crc.of(base + OFF_LEN, base + len) === v.getUint32(base + OFF_CRC) ? len : 0;
 }
@@ -202,9 +199,15 @@ export function verifySplitFrame(v: DataView, base: number, received: number, he
   const len = claimedLength(v, base, received);
   if (len <= DATA_HEADER) return 0;
   const p = Bun.hash.crc32(payload.subarray(payloadPos, payloadPos + len - DATA_HEADER)) >>> 0;
-  if (crc32CombineFast(Bun.hash.crc32(headView), p, len - DATA_HEADER) !== v.getUint32(base + OFF_CRC)) return 0;
-  out.value = p;
-  return len;
+  return dataCrcMatches(v, base, headView, p, len, out) ? len : 0;
+}
+
+/** Does a DATA frame of meaningful length len carry the CRC of its header (headView) followed by
+ * a payload whose own CRC is payloadCrc? If so, that payload CRC is left in out. */
+function dataCrcMatches(v: DataView, base: number, headView: Uint8Array, payloadCrc: number, len: number, out: PayloadCrc): boolean {
+  if (crc32CombineFast(Bun.hash.crc32(headView), payloadCrc, len - DATA_HEADER) !== v.getUint32(base + OFF_CRC)) return false;
+  out.value = payloadCrc;
+  return true;
 }
 
 // ---- typed views of received frames --------------------------------------------------------

@@ -5,20 +5,14 @@
 import { describe, expect, test } from "bun:test";
 import { CrcLogReader, CrcLogWriter, createCrcLog } from "../src/workers/crc-log";
 import { crc32 } from "../src/record";
+import { randomBytes } from "./support/random-bytes";
 
 const RING = 1 << 20;
 const FRAME = 8956;
 
 /** A stream of `total` pseudo-random bytes, laid into a ring of RING bytes at offset mod RING. */
 function streamAndRing(total: number, seed: number): { stream: Uint8Array; ring: Uint8Array } {
-  const stream = new Uint8Array(total);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < total; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    stream[i] = x & 255;
-  }
+  const stream = randomBytes(total, seed);
   const ring = new Uint8Array(RING);
   // Only the last RING bytes of the stream are in the ring, as in the receiver.
   for (let o = Math.max(0, total - RING); o < total; o++) ring[o % RING] = stream[o]!;

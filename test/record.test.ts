@@ -8,21 +8,9 @@ import {
   crc32, crc32Combine, crc32CombineFast, Crc32Shift, END_BODY, END_RECORD, KIND_END, KIND_LZ4, KIND_RAW, KIND_ZSTD, readCrc, readEncLen, readEndTotal,
   readFlags, readKind, readRawLen, readReserved, RECORD_HEADER, writeEnd, writeHeader,
 } from "../src/record";
+import { randomBytes } from "./support/random-bytes";
 
 const CHUNK = 65536;
-
-function randomBytes(n: number, seed = 1): Uint8Array {
-  // xorshift: reproducible and fast, unlike getRandomValues' 64 KiB limit per call.
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 function textBytes(n: number): Uint8Array {
   const words = ["record", "chunk", "stream", "ethernet", "link", "frame", "the", "of", "lz4", "pipe", "\n"];

@@ -120,7 +120,8 @@ export class CrcLogReader {
   }
 }
 
-function crcOfRing(ring: Uint8Array, ringSize: number, from: number, to: number, seed: number): number {
+/** CRC-32 of stream bytes [from, to) read from ring (offset mod ringSize), continuing from seed. */
+export function crcOfRing(ring: Uint8Array, ringSize: number, from: number, to: number, seed = 0): number {
   const at = from % ringSize;
   const len = to - from;
   const first = Math.min(len, ringSize - at);

@@ -7,7 +7,7 @@ import { addressOf, EAGAIN, EPIPE, libc, setPipeSize, signalEventFd, strerror, w
 import { loadLz4, type Lz4 } from "../../ffi/lz4";
 import { loadZstd, type Zstd } from "../../ffi/zstd";
 import { L2Error } from "../errors";
-import { CrcLogReader } from "./crc-log";
+import { CrcLogReader, crcOfRing } from "./crc-log";
 import {
   MAX_OUTPUT_WORKERS, OB_CHAIN_POS, OB_CONSUMED, OB_OUT, OB_PUBLISHED, OB_WRITTEN, OF_STALL_MS, OI_CHAIN_SEQ, OI_CHUNKS, OI_EXITED,
   OI_ACTIVE, OI_BLOCK_FILL, OI_ERROR_LEN, OI_LOCK, OI_LZ4_CHUNKS, OI_STATE, OI_STOP, OI_STREAM_CRC, OI_TURN, OI_WAITING, OI_ZSTD_CHUNKS, OUT_ERROR_MAX,
@@ -194,13 +194,10 @@ class Output {
     let problem = OK;
     let decoded = 0;
     if (kind === KIND_RAW) {
-      if (this.crcLog) {
-        const from = this.pos + RECORD_HEADER;
-        chunkCrc = this.crcLog.crcOf(from, from + encLen, this.ringU8, ringSize);
-      } else {
-        chunkCrc = Bun.hash.crc32(this.ringU8.subarray(body, body + first));
-        if (first < encLen) chunkCrc = Bun.hash.crc32(this.ringU8.subarray(0, encLen - first), chunkCrc);
-      }
+      const from = this.pos + RECORD_HEADER;
+      chunkCrc = this.crcLog
+        ? this.crcLog.crcOf(from, from + encLen, this.ringU8, ringSize)
+        : crcOfRing(this.ringU8, ringSize, from, from + encLen);
       if (chunkCrc !== crc) problem = BAD_CRC;
     } else {
       const lz4 = kind === KIND_LZ4 ? (this.lz4 ?? this.loadLz4Late()) : null;
