@@ -19,7 +19,10 @@ const MB = 1 << 20;
 
 test("a receiver queue overrun under a burst is counted and recovered: exact, both exit 0", async () => {
   const t = await createTopology([{ mtu: 9000 }]);
-  const input = await randomFile(scratch.dir, "overrun", 256 * MB);
+  // Long enough for all four stops: a stop overruns the queue only when the window is open
+  // enough at that moment, and in 2 runs of ~12 the 256 MiB of before ended after two stops
+  // that both fell short (0 drops).
+  const input = await randomFile(scratch.dir, "overrun", 512 * MB);
   let stops = 0;
   const r = await transfer(t, {
     input,
