@@ -46,26 +46,54 @@ describe("sizes over one link, MTU 1500", () => {
 });
 
 describe("a slow producer", () => {
+  /**
+   * Runs the receiver into read-log.ts and a sender fed by `producer` (a shell command); returns
+   * both exit codes, the output file and the reads as [ms, bytes] (the clock starts with the receiver).
+   */
+  async function loggedTransfer(topo: Topology, name: string, producer: string, senderArgs: string) {
+    const log = `${scratch.dir}/${name}.log`;
+    const out = `${scratch.dir}/${name}.out`;
+    const rc = `${out}.rc`;
+    const reader = new URL("./support/read-log.ts", import.meta.url).pathname;
+    const receiver = topo.spawn(topo.nsB, ["sh", "-c", `{ ${BINARY} -r ${topo.devsB[0]}; echo $? > ${rc}; } | bun ${reader} ${log} > ${out}; exit $(cat ${rc})`], { stderr: "pipe" });
+    await Bun.sleep(100);
+    const sender = topo.spawn(topo.nsA, ["sh", "-c", `{ ${producer}; } | ${BINARY} -s ${senderArgs} ${topo.devsA[0]}`], { stderr: "pipe" });
+    const [sCode, rCode] = await Promise.all([sender.exited, receiver.exited]);
+    const reads = (await Bun.file(log).text()).trim().split("\n").map((l) => l.split(" ").map(Number));
+    return { sCode, rCode, out, reads };
+  }
+
   test("a partial chunk goes out after a moment of quiet, not when 256 KiB have gathered", async () => {
     const topo = await createTopology([{ mtu: 1500 }]);
     try {
-      const log = `${scratch.dir}/trickle.log`;
-      const out = `${scratch.dir}/trickle.out`;
-      const rc = `${out}.rc`;
-      const reader = new URL("./support/read-log.ts", import.meta.url).pathname;
-      const receiver = topo.spawn(topo.nsB, ["sh", "-c", `{ ${BINARY} -r ${topo.devsB[0]}; echo $? > ${rc}; } | bun ${reader} ${log} > ${out}; exit $(cat ${rc})`], { stderr: "pipe" });
-      await Bun.sleep(100);
       // 5 bytes, 2 s of silence, 5 more: the first five must not wait for the rest.
-      const sender = topo.spawn(topo.nsA, ["sh", "-c", `{ printf hello; sleep 2; printf world; } | ${BINARY} -s ${topo.devsA[0]}`], { stderr: "pipe" });
-      const [sCode, rCode] = await Promise.all([sender.exited, receiver.exited]);
+      const { sCode, rCode, out, reads } = await loggedTransfer(topo, "trickle", "printf hello; sleep 2; printf world", "");
       expect(sCode).toBe(0);
       expect(rCode).toBe(0);
       expect(await Bun.file(out).text()).toBe("helloworld");
-      const reads = (await Bun.file(log).text()).trim().split("\n").map((l) => l.split(" ").map(Number));
-      // Two reads: "hello" well before "world" (the reader's clock starts with the receiver).
+      // Two reads: "hello" well before "world".
       expect(reads.length).toBe(2);
       expect(reads[0][1]).toBe(5);
       expect(reads[1][0] - reads[0][0]).toBeGreaterThan(1500);
+    } finally {
+      await topo.cleanup();
+    }
+  });
+
+  test("a burst of whole chunks, then silence: the burst's last frame does not wait for more input", async () => {
+    const topo = await createTopology([{ mtu: 9000 }]);
+    try {
+      const burst = await randomFile(scratch.dir, "burst", 1 << 20); // four -0 chunks exactly
+      const { sCode, rCode, out, reads } = await loggedTransfer(topo, "burst", `cat ${burst}; sleep 2; printf end`, "-0");
+      expect(sCode).toBe(0);
+      expect(rCode).toBe(0);
+      const expected = new Bun.CryptoHasher("sha256").update(await Bun.file(burst).bytes()).update("end").digest("hex");
+      expect(new Bun.CryptoHasher("sha256").update(await Bun.file(out).bytes()).digest("hex")).toBe(expected);
+      // All of the burst was written out well before "end" came, 2 s later.
+      const last = reads[reads.length - 1]!;
+      expect(last[1]).toBe(3);
+      const early = reads.filter(([ms]) => ms < last[0]! - 1500).reduce((sum, [, n]) => sum + n!, 0);
+      expect(early).toBe(1 << 20);
     } finally {
       await topo.cleanup();
     }

@@ -465,6 +465,7 @@ describe("SenderCore on random and replayed ACKs", () => {
           if (room > 0) {
             appended += r.int(0, Math.min(room, 200_000));
             core.streamAppended(appended);
+            core.inputFlows(r.next() < 0.5);
           }
         } else if (op < 0.6) {
           for (let k = r.int(1, 40); k > 0 && core.pollData(link, now); k--) {

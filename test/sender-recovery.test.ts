@@ -1,23 +1,14 @@
 // SenderCore's RTT and loss arithmetic (RFC 9002 sections 5 and 6), driven through onAck with
 // a clock the test sets: one link, frames sent at chosen times, ACKs of chosen packet numbers.
 import { describe, expect, test } from "bun:test";
-import { Phase, SenderCore, SenderLink } from "../src/core/sender";
-import { provePaths } from "./support/prove-paths";
-import { defaultTiming } from "../src/core/timing";
+import { SenderCore } from "../src/core/sender";
+import { startedSender as startedLink } from "./support/started-sender";
 
 const MTU = 9000;
 
 /** A sender with one link up and in the transfer phase at time 0, with a large stream to send. */
 function startedSender(): SenderCore {
-  const core = new SenderCore({ linkCount: 1, mtus: [MTU], weights: null, ringSize: 1 << 30, maxCwnd: 1 << 30, timing: defaultTiming(), now: 0 });
-  expect(core.onHelloAck(0, 0, MTU, 1, 1 << 30)).toBe(true);
-  // The path probes' round trip is no part of what these tests measure: forget its sample.
-  provePaths(core, 0);
-  const l = core.inspectLink(0);
-  const fresh = new SenderLink(0, MTU, 1);
-  [l.srtt, l.rttvar, l.minRtt, l.latestRtt, l.hasRtt] = [fresh.srtt, fresh.rttvar, fresh.minRtt, fresh.latestRtt, fresh.hasRtt];
-  core.tick(0);
-  expect(core.phase).toBe(Phase.Transfer);
+  const core = startedLink(MTU);
   core.streamAppended(1 << 30);
   return core;
 }

@@ -189,6 +189,8 @@ export class SenderCore {
   private cumAcked = 0;
   private peerLimit = 0;
   private endQueued = false;
+  /** The shell reads more input at once (see inputFlows): a short tail of new data waits for it. */
+  private inputFlowing = false;
   private endOffset = Infinity;
   private streamTotal = 0;
   private streamCrc = 0;
@@ -377,10 +379,22 @@ export class SenderCore {
     this.appended = end;
   }
 
+  /**
+   * Whether more input follows without waiting (stdin had data at the last read, and room to
+   * read it): until it does not, new data short of a full frame at the end of what was appended
+   * waits for the rest. Full frames mean fewer of them, and on one link batches the receiver
+   * can place straight where they belong; what stops flowing (a quiet stdin, EOF, a full ring)
+   * lets the tail go at once.
+   */
+  inputFlows(flowing: boolean): void {
+    this.inputFlowing = flowing;
+  }
+
   /** The END record is in the ring; the stream ends at `end`. */
   streamEnded(end: number, total: number, crc: number): void {
     this.appended = end;
     this.endQueued = true;
+    this.inputFlowing = false;
     this.endOffset = end;
     this.streamTotal = total;
     this.streamCrc = crc;
@@ -597,10 +611,9 @@ export class SenderCore {
       return true;
     }
 
-    const limit = Math.min(this.appended, this.peerLimit);
-    if (this.nextNew >= limit) return false;
+    const len = this.newDataLength(l);
+    if (len === 0) return false;
     if (this.cfg.weights && !this.withinShare(l)) return false;
-    const len = this.frameLength(l, this.nextNew, limit);
     tx.offset = this.nextNew;
     tx.len = len;
     tx.retransmit = false;
@@ -623,7 +636,7 @@ export class SenderCore {
     if (l.state !== LinkState.Up || l.frameMax === 0) return false;
     if (l.bytesInFlight > 0 && l.bytesInFlight + l.payloadMax > l.cwnd) return false;
     if (l.pnNext - l.oldestPn >= SENT_CAPACITY) return false;
-    return this.retx.count > 0 || this.nextNew < Math.min(this.appended, this.peerLimit);
+    return this.retx.count > 0 || this.newDataLength(l) > 0;
   }
 
   // ---- read-only views -----------------------------------------------------------------
@@ -685,6 +698,15 @@ export class SenderCore {
   private heard(l: SenderLink, now: number): void {
     l.lastHeard = now;
     if (now > this.lastHeardAny) this.lastHeardAny = now;
+  }
+
+  /** Payload of the link's next frame of new data; 0 for none, or a short tail held (inputFlows). */
+  private newDataLength(l: SenderLink): number {
+    const limit = Math.min(this.appended, this.peerLimit);
+    if (this.nextNew >= limit) return 0;
+    const len = this.frameLength(l, this.nextNew, limit);
+    if (this.inputFlowing && len < l.frameMax && this.nextNew + len === this.appended) return 0;
+    return len;
   }
 
   private frameLength(l: SenderLink, start: number, end: number): number {

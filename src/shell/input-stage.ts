@@ -89,6 +89,8 @@ export class InputStage {
   private poolSlot = -1;
   private filled = 0;
   private lastRead = 0;
+  /** The last read of the last turn found data (see SenderCore.inputFlows). */
+  private flowing = false;
   /** A finished pool record waiting for ring space. */
   private heldRecord = -1;
   /** Chunks read straight into the ring because the stream does not compress (see nextRoute). */
@@ -126,11 +128,11 @@ export class InputStage {
     return !this.eof && !this.endQueued && this.hasRoomForInput();
   }
 
-  /** When the input needs a turn without stdin waking the loop: a partial chunk to close after
-   * the quiet time, END to queue at EOF. Infinity for none. */
+  /** When the input needs a turn without stdin waking the loop: a partial chunk to close, or a
+   * held frame tail to let go, after the quiet time; END to queue at EOF. Infinity for none. */
   deadline(now: number): number {
     let t = Infinity;
-    if (this.filled > 0) t = this.lastRead + FLUSH_QUIET_MS;
+    if (this.filled > 0 || this.flowing) t = this.lastRead + FLUSH_QUIET_MS;
     if (this.eof && !this.endQueued) t = Math.min(t, now + 1);
     return t;
   }
@@ -169,8 +171,9 @@ export class InputStage {
     if (this.codecs && !this.codecs.settled) this.codecs.settle(receiverCodecs, this.pool!, now);
     if (this.pool) this.drainPool();
     // Read a bounded amount per turn so acknowledgements and sending keep their pace.
+    let got = 0;
     for (let bytes = 0; !this.eof && bytes < READ_PER_TURN; ) {
-      const got = this.readChunk();
+      got = this.readChunk();
       if (got > 0) {
         bytes += got;
         this.lastRead = now;
@@ -180,6 +183,10 @@ export class InputStage {
         if (this.pool) this.drainPool();
       } else if (got <= 0) break;
     }
+    // The last read found data: the next turn reads more at once (or, on a pipe gone quiet,
+    // finds none by the deadline and lets the core send the tail it holds).
+    this.flowing = got > 0 && !this.eof;
+    this.core.inputFlows(this.flowing);
     const quiet = now - this.lastRead >= FLUSH_QUIET_MS;
     if (this.filled > 0 && (this.eof || this.filled >= this.chunkSize || quiet)) this.closeRecord();
     if (this.pool) this.drainPool();

@@ -252,6 +252,9 @@ export function simulate(opts: SimOptions): SimResult {
         if (appended === opts.streamBytes) sender.streamEnded(appended, appended, sentCrc);
         else sender.streamAppended(appended);
       } else if (opts.streamBytes === 0 && !sender.ended) sender.streamEnded(0, 0, 0);
+      // More input follows until the stream ends, even while the ring is full (the real shell
+      // says so only after a read that found data): a held tail must never stall the stream.
+      if (!sender.ended) sender.inputFlows(true);
       const doneAck = sender.doneAckDue();
       if (doneAck) sender.onDoneAcksSent();
       for (let i = 0; i < n; i++) {
