@@ -70,7 +70,7 @@ export class Crc32Shift {
   private readonly table = new Int32Array(4 * 256);
   constructor(readonly len: number) {
     const bit = new Int32Array(32);
-    for (let j = 0; j < 32; j++) bit[j] = crc32Combine((1 << j) >>> 0, 0, len) | 0;
+    for (let j = 0; j < 32; j++) bit[j] = crc32Combine(1 << j, 0, len) | 0;
     for (let k = 0; k < 4; k++) {
       for (let b = 0; b < 256; b++) {
         let v = 0;
@@ -80,11 +80,12 @@ export class Crc32Shift {
     }
   }
 
-  /** CRC-32 of A followed by B, from crc(A) and crc(B), B being `len` bytes. */
+  /** CRC-32 of A followed by B, from crc(A) and crc(B), B being `len` bytes; as an int32 (the
+   * per-frame paths keep CRCs so, see FrameCrc in wire.ts). */
   combine(crcA: number, crcB: number): number {
     const t = this.table;
     const a = crcA | 0;
-    return (t[a & 255]! ^ t[256 + ((a >>> 8) & 255)]! ^ t[512 + ((a >>> 16) & 255)]! ^ t[768 + (a >>> 24)]! ^ crcB) >>> 0;
+    return t[a & 255]! ^ t[256 + ((a >>> 8) & 255)]! ^ t[512 + ((a >>> 16) & 255)]! ^ t[768 + (a >>> 24)]! ^ crcB;
   }
 }
 
@@ -96,18 +97,22 @@ const asked = new Map<number, number>();
 let lastShift: Crc32Shift | null = null;
 
 /**
- * CRC-32 of A followed by B from crc(A), crc(B) and B's length: by table for the lengths that
- * recur (full frames), by crc32Combine for the others.
+ * CRC-32 of A followed by B from crc(A), crc(B) and B's length, as an int32: by table for the
+ * lengths that recur (full frames), by crc32Combine for the others.
  */
 export function crc32CombineFast(crcA: number, crcB: number, lenB: number): number {
   if (lastShift !== null && lastShift.len === lenB) return lastShift.combine(crcA, crcB);
+  return combineOtherLength(crcA, crcB, lenB);
+}
+
+function combineOtherLength(crcA: number, crcB: number, lenB: number): number {
   let s = shifts.get(lenB);
   if (s === undefined) {
     const n = (asked.get(lenB) ?? 0) + 1;
     if (n < SHIFT_AFTER) {
       if (asked.size >= 4096) asked.clear();
       asked.set(lenB, n);
-      return crc32Combine(crcA, crcB, lenB);
+      return crc32Combine(crcA, crcB, lenB) | 0;
     }
     asked.delete(lenB);
     if (shifts.size >= SHIFTS_KEPT) shifts.clear();

@@ -85,7 +85,11 @@ export const MAX_ABORT_TEXT = 200;
 export const TWO32 = 0x1_0000_0000;
 
 export function readU64(v: DataView, off: number): number {
-  return v.getUint32(off) * TWO32 + v.getUint32(off + 4);
+  const high = v.getUint32(off);
+  const low = v.getUint32(off + 4);
+  // A small value stays an int32 rather than an integral double: offsets keep one type, and the
+  // JIT's code for them is not thrown away when the first one read from a frame comes along.
+  return high === 0 ? low : high * TWO32 + low;
 }
 
 export function writeU64(v: DataView, off: number, value: number): void {
@@ -125,6 +129,11 @@ const CRC_VIEW_CACHE_MIN = 4096;
 /**
  * CRC-32 of a frame region. Bun.hash.crc32 takes no offset, so it needs a view;
  * views of whole receive slots are cached so full-size frames allocate nothing.
+ *
+ * CRCs on the per-frame paths are int32s (`| 0`; the wire gets the same bits by setInt32): as
+ * unsigned numbers, half of them are above 2^31 and so doubles, and JavaScriptCore's code that
+ * had seen only the others deoptimized on them (~300 exits and two recompiles per side and run,
+ * counted with BUN_JSC_printEachOSRExit).
  */
 export class FrameCrc {
   private readonly cache = new Map<number, Uint8Array>();
@@ -136,23 +145,23 @@ export class FrameCrc {
 
   of(start: number, end: number, seed = 0): number {
     if (this.cacheViews && end - start >= CRC_VIEW_CACHE_MIN) {
-      const key = start * 65536 + (end - start);
-      let view = this.cache.get(key);
-      if (view === undefined) {
+      // One view per start, remade when the length changes (full-size frames keep theirs).
+      let view = this.cache.get(start);
+      if (view === undefined || view.length !== end - start) {
         if (this.cache.size > 4096) this.cache.clear();
         view = this.bytes.subarray(start, end);
-        this.cache.set(key, view);
+        this.cache.set(start, view);
       }
-      return Bun.hash.crc32(view, seed) >>> 0;
+      return Bun.hash.crc32(view, seed) | 0;
     }
-    return Bun.hash.crc32(this.bytes.subarray(start, end), seed) >>> 0;
+    return Bun.hash.crc32(this.bytes.subarray(start, end), seed) | 0;
   }
 }
 
 /** Seals a frame whose bytes are all in one buffer: sets its length field, pads and checksums. Returns the frame length to send. */
 export function sealFrame(v: DataView, crc: FrameCrc, base: number, end: number): number {
   v.setUint16(base + OFF_LEN, end - base - ETH_HEADER);
-  v.setUint32(base + OFF_CRC, crc.of(base + OFF_LEN, end));
+  v.setInt32(base + OFF_CRC, crc.of(base + OFF_LEN, end));
   let len = end - base;
   while (len < MIN_FRAME) v.setUint8(base + len++, 0);
   return len;
@@ -187,7 +196,7 @@ export function verifyFrame(v: DataView, crc: FrameCrc, base: number, received: 
   if (out !== undefined && len > DATA_HEADER && v.getUint8(base + OFF_TYPE) === FrameType.Data) {
     return dataCrcMatches(v, base, headView!, crc.of(base + DATA_HEADER, base + len), len, out) ? len : 0;
   }
-  return crc.of(base + OFF_LEN, base + len) === v.getUint32(base + OFF_CRC) ? len : 0;
+  return crc.of(base + OFF_LEN, base + len) === v.getInt32(base + OFF_CRC) ? len : 0;
 }
 
 /**
@@ -198,14 +207,14 @@ export function verifyFrame(v: DataView, crc: FrameCrc, base: number, received: 
 export function verifySplitFrame(v: DataView, base: number, received: number, headView: Uint8Array, payload: Uint8Array, payloadPos: number, out: PayloadCrc): number {
   const len = claimedLength(v, base, received);
   if (len <= DATA_HEADER) return 0;
-  const p = Bun.hash.crc32(payload.subarray(payloadPos, payloadPos + len - DATA_HEADER)) >>> 0;
+  const p = Bun.hash.crc32(payload.subarray(payloadPos, payloadPos + len - DATA_HEADER)) | 0;
   return dataCrcMatches(v, base, headView, p, len, out) ? len : 0;
 }
 
 /** Does a DATA frame of meaningful length len carry the CRC of its header (headView) followed by
- * a payload whose own CRC is payloadCrc? If so, that payload CRC is left in out. */
+ * a payload whose own CRC is payloadCrc (an int32)? If so, that payload CRC is left in out. */
 function dataCrcMatches(v: DataView, base: number, headView: Uint8Array, payloadCrc: number, len: number, out: PayloadCrc): boolean {
-  if (crc32CombineFast(Bun.hash.crc32(headView), payloadCrc, len - DATA_HEADER) !== v.getUint32(base + OFF_CRC)) return false;
+  if ((crc32CombineFast(Bun.hash.crc32(headView) | 0, payloadCrc, len - DATA_HEADER) | 0) !== v.getInt32(base + OFF_CRC)) return false;
   out.value = payloadCrc;
   return true;
 }
@@ -301,9 +310,9 @@ export function writeDataFields(v: DataView, base: number, offset: number, paylo
   if (payloadLen >= 0) v.setInt16(base + OFF_LEN, ((DATA_HEADER - ETH_HEADER + payloadLen) << 16) >> 16);
 }
 
-/** Stores a frame's CRC (computed by the caller over header and payload). */
+/** Stores a frame's CRC (computed by the caller over header and payload; an int32, see FrameCrc). */
 export function writeFrameCrc(v: DataView, base: number, crc: number): void {
-  v.setUint32(base + OFF_CRC, crc);
+  v.setInt32(base + OFF_CRC, crc);
 }
 
 export function parseData(v: DataView, base: number, len: number, out: DataFields): boolean {

@@ -71,7 +71,7 @@ describe("verifyFrame", () => {
       if (got !== 0) {
         passed++;
         if (got < COMMON_END || got > received) throw new Error(where(seed, i, `length ${got} outside ${COMMON_END}..${received}`));
-        if (crc.of(base + OFF_LEN, base + got) !== view.getUint32(base + OFF_CRC)) throw new Error(where(seed, i, "CRC does not match"));
+        if (crc.of(base + OFF_LEN, base + got) >>> 0 !== view.getUint32(base + OFF_CRC)) throw new Error(where(seed, i, "CRC does not match"));
         if (view.getUint16(base + OFF_LEN) + ETH_HEADER !== got) throw new Error(where(seed, i, "length is not the frame's"));
       }
     }

@@ -158,8 +158,8 @@ export class InputStage {
   /** The wire offset the input may fill up to. */
   private readableBelow(): number {
     const below = this.reusableBelow();
-    const ahead = this.codecs ? this.codecs.readAhead(this.now) : Infinity;
-    return below + Math.min(this.ringSize, ahead);
+    // Not Math.min(ringSize, Infinity): its result is a double, and offsets stay int32s (see readU64).
+    return below + (this.codecs ? Math.min(this.ringSize, this.codecs.readAhead(this.now)) : this.ringSize);
   }
 
   /** One turn's input: finished records from the pool, up to READ_PER_TURN bytes of stdin, END
@@ -355,7 +355,7 @@ export class InputStage {
   }
 
   private noteChunk(crc: number, rawLen: number): void {
-    this.streamCrc = this.total === 0 ? crc : crc32Combine(this.streamCrc, crc, rawLen);
+    this.streamCrc = this.total === 0 ? crc | 0 : crc32Combine(this.streamCrc, crc | 0, rawLen) | 0;
     this.total += rawLen;
   }
 

@@ -222,7 +222,7 @@ export class Link {
       return true;
     }
     writeDataFields(v, base, offset, len);
-    writeFrameCrc(v, base, ringCrc.of(ringOffset, ringOffset + len, Bun.hash.crc32(this.dataHeaderViews[slot]!) >>> 0));
+    writeFrameCrc(v, base, ringCrc.of(ringOffset, ringOffset + len, Bun.hash.crc32(this.dataHeaderViews[slot]!) | 0));
     this.socket.txCommit(DATA_HEADER, ringPtr + ringOffset, len, offset);
     return true;
   }

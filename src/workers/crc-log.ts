@@ -105,7 +105,7 @@ export class CrcLogReader {
         this.cursor++;
       }
       if (start === pos && start + len <= to) {
-        crc = crc32CombineFast(crc, eCrc >>> 0, len);
+        crc = crc32CombineFast(crc, eCrc, len);
         pos += len;
         this.cursor++;
         continue;
@@ -113,7 +113,7 @@ export class CrcLogReader {
       // Bytes no whole entry covers: before the next entry, or the part of one that straddles
       // the range's edge.
       const end = start > pos ? Math.min(start, to) : Math.min(start + len, to);
-      crc = crcOfRing(ring, ringSize, pos, end, crc);
+      crc = crcOfRing(ring, ringSize, pos, end, crc) | 0;
       pos = end;
     }
     return crc >>> 0;

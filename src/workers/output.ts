@@ -237,8 +237,9 @@ class Output {
       this.emit(this.out, 0, rawLen, this.outPtr);
       Atomics.add(this.i32, kind === KIND_LZ4 ? OI_LZ4_CHUNKS : OI_ZSTD_CHUNKS, 1);
     }
-    const streamCrc = Atomics.load(this.i32, OI_STREAM_CRC) >>> 0;
-    Atomics.store(this.i32, OI_STREAM_CRC, crc32Combine(streamCrc, chunkCrc, rawLen) | 0);
+    // int32s in, as every caller passes them (see FrameCrc in wire.ts).
+    const streamCrc = Atomics.load(this.i32, OI_STREAM_CRC);
+    Atomics.store(this.i32, OI_STREAM_CRC, crc32Combine(streamCrc, chunkCrc | 0, rawLen) | 0);
     Atomics.store(this.big, OB_WRITTEN, BigInt(Number(Atomics.load(this.big, OB_WRITTEN)) + rawLen));
     Atomics.add(this.i32, OI_CHUNKS, 1);
     // Nothing more has arrived yet: a trickling stream is written as it comes, not held back
