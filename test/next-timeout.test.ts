@@ -6,6 +6,7 @@ import { ReceiverCore, RxPhase } from "../src/core/receiver";
 import { Phase, SenderCore } from "../src/core/sender";
 import { defaultTiming } from "../src/core/timing";
 import { provePaths } from "./support/prove-paths";
+import { MAX_SLEEP_MS, sleepMs } from "../src/shell/interrupts";
 
 const MTU = 1500;
 const MAC = new Uint8Array(6);
@@ -154,5 +155,17 @@ describe("ReceiverCore.nextTimeout", () => {
     expect(core.phase).toBe(RxPhase.Done);
     expect(now).toBeCloseTo(2011, 6);
     expect(dones).toBe(41);
+  });
+});
+
+describe("sleepMs: from a core's deadline to poll()'s timeout", () => {
+  test("whole milliseconds up to the deadline, none past it, at most MAX_SLEEP_MS", () => {
+    expect(sleepMs(Infinity, 1000)).toBe(MAX_SLEEP_MS);
+    expect(sleepMs(1000 + MAX_SLEEP_MS + 10, 1000)).toBe(MAX_SLEEP_MS);
+    expect(sleepMs(1000.2, 1000)).toBe(1); // rounded up: waking early would find nothing due
+    expect(sleepMs(1012.5, 1000)).toBe(13);
+    expect(sleepMs(1000, 1000)).toBe(0);
+    expect(sleepMs(990, 1000)).toBe(0);
+    expect(sleepMs(-Infinity, 1000)).toBe(0);
   });
 });

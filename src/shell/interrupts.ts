@@ -13,7 +13,9 @@ export const MAX_SLEEP_MS = 50;
 
 /** Milliseconds to sleep in poll() until an absolute deadline (Infinity: none), at most MAX_SLEEP_MS. */
 export function sleepMs(deadline: number, now: number): number {
-  return Math.max(0, Math.min(MAX_SLEEP_MS, Math.ceil(deadline - now)));
+  const ms = deadline - now;
+  // Compared first, not Math.ceil(Infinity): its optimized code deoptimized on that (an overflow).
+  return ms >= MAX_SLEEP_MS ? MAX_SLEEP_MS : ms > 0 ? Math.ceil(ms) : 0;
 }
 
 export class Interrupts {
