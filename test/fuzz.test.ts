@@ -444,7 +444,8 @@ describe("SenderCore on random and replayed ACKs", () => {
       const RING = 1 << 20;
       const timing = defaultTiming(5000);
       const mtus = [1500, 9000];
-      const core = new SenderCore({ linkCount: 2, mtus, weights: r.next() < 0.5 ? null : [1, 2], ringSize: RING, maxCwnd: RING / 2, timing, now: 0 });
+      const weighted = r.next() >= 0.5;
+      const core = new SenderCore({ linkCount: 2, mtus, weights: weighted ? [1, 2] : null, ringSize: RING, maxCwnd: RING / 2, timing, now: 0 });
       let now = 0;
       const INSTANCE = 77;
       for (const l of [0, 1]) expect(core.onHelloAck(l, now, mtus[l]!, INSTANCE, RING)).toBe(true);
@@ -468,7 +469,12 @@ describe("SenderCore on random and replayed ACKs", () => {
             core.inputFlows(r.next() < 0.5);
           }
         } else if (op < 0.6) {
-          for (let k = r.int(1, 40); k > 0 && core.pollData(link, now); k--) {
+          for (let k = r.int(1, 40); k > 0; k--) {
+            // canSend says what pollData will do (weights aside): the shell sleeps, or not, on it.
+            const can = core.canSend(link);
+            const got = core.pollData(link, now);
+            if (!weighted && can !== got) throw new Error(where(seed, i, `canSend ${can} but pollData ${got} on link ${link}`));
+            if (!got) break;
             const tx = core.tx;
             stats.frames++;
             if (tx.retransmit) stats.resent++;

@@ -101,6 +101,23 @@ describe("crc32", () => {
     expect(stream).toBe(crc32(data));
   });
 
+  test("Bun.hash.crc32 continues from a seed given as an int32 as from the same bits unsigned", () => {
+    // The per-frame paths pass CRCs as int32s (see FrameCrc in wire.ts), half of them negative.
+    const data = randomBytes(4096, 9);
+    let negatives = 0;
+    for (let i = 0; i < 64; i++) {
+      const prefix = data.subarray(i, i + 64);
+      const seed = crc32(prefix);
+      if ((seed | 0) < 0) negatives++;
+      const whole = new Uint8Array(prefix.length + data.length);
+      whole.set(prefix);
+      whole.set(data, prefix.length);
+      expect(Bun.hash.crc32(data, seed | 0)).toBe(crc32(whole));
+      expect(Bun.hash.crc32(data, seed >>> 0)).toBe(crc32(whole));
+    }
+    expect(negatives).toBeGreaterThan(10);
+  });
+
   test("Crc32Shift and crc32CombineFast combine like crc32Combine", () => {
     const data = randomBytes(3 * 9000, 5);
     for (const lb of [1, 16, 8940, 8956, 9000 - 16, 1470]) {

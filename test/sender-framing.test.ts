@@ -22,11 +22,13 @@ describe("frames of new data", () => {
     core.streamAppended(2 * FULL + 100);
     expect(frames(core)).toEqual([FULL, FULL]);
     expect(core.canSend(0)).toBe(false); // or the loop would spin on it
+    expect(core.heldTail).toBe(100); // nothing to send: the codec policy must not count it as backlog
     core.streamAppended(3 * FULL + 50);
     expect(frames(core)).toEqual([FULL]);
     expect(core.sentUpTo).toBe(3 * FULL);
     // Input stops flowing (a quiet pipe, a full ring): the tail goes at once.
     core.inputFlows(false);
+    expect(core.heldTail).toBe(0);
     expect(core.canSend(0)).toBe(true);
     expect(frames(core)).toEqual([50]);
     expect(core.sentUpTo).toBe(3 * FULL + 50);

@@ -380,11 +380,11 @@ export class SenderCore {
   }
 
   /**
-   * Whether more input follows without waiting (stdin had data at the last read, and room to
-   * read it): until it does not, new data short of a full frame at the end of what was appended
+   * Whether more input follows without waiting (the last read found data, and there is room for
+   * another): until it does not, new data short of a full frame at the end of what was appended
    * waits for the rest. Full frames mean fewer of them, and on one link batches the receiver
-   * can place straight where they belong; what stops flowing (a quiet stdin, EOF, a full ring)
-   * lets the tail go at once.
+   * can place straight where they belong; what stops the flow (a read that finds nothing, EOF,
+   * no room to read into) lets the tail go.
    */
   inputFlows(flowing: boolean): void {
     this.inputFlowing = flowing;
@@ -653,6 +653,16 @@ export class SenderCore {
   /** Stream bytes given to links at least once (the rest of what was appended waits). */
   get sentUpTo(): number {
     return this.nextNew;
+  }
+
+  /** Appended bytes no link is given yet because they are a short tail waiting for more input
+   * (see inputFlows); 0 when none are held. */
+  get heldTail(): number {
+    const unsent = this.appended - this.nextNew;
+    if (!this.inputFlowing || unsent <= 0) return 0;
+    let frame = 0;
+    for (const l of this.links) if (l.state === LinkState.Up && l.frameMax > frame) frame = l.frameMax;
+    return unsent < frame ? unsent : 0;
   }
 
   /** End of the stream bytes the shell appended. */

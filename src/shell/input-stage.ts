@@ -159,7 +159,8 @@ export class InputStage {
   private readableBelow(): number {
     const below = this.reusableBelow();
     // Not Math.min(ringSize, Infinity): its result is a double, and offsets stay int32s (see readU64).
-    return below + (this.codecs ? Math.min(this.ringSize, this.codecs.readAhead(this.now)) : this.ringSize);
+    const ahead = this.codecs ? this.codecs.readAhead(this.now) : Infinity;
+    return below + (ahead < this.ringSize ? ahead : this.ringSize);
   }
 
   /** One turn's input: finished records from the pool, up to READ_PER_TURN bytes of stdin, END
@@ -183,9 +184,9 @@ export class InputStage {
         if (this.pool) this.drainPool();
       } else if (got <= 0) break;
     }
-    // The last read found data: the next turn reads more at once (or, on a pipe gone quiet,
-    // finds none by the deadline and lets the core send the tail it holds).
-    this.flowing = got > 0 && !this.eof;
+    // The last read found data and there is room for another: the next turn reads more at once
+    // (or, on a pipe gone quiet, finds none by the deadline and lets the core send the tail it holds).
+    this.flowing = got > 0 && !this.eof && this.hasRoomForInput();
     this.core.inputFlows(this.flowing);
     const quiet = now - this.lastRead >= FLUSH_QUIET_MS;
     if (this.filled > 0 && (this.eof || this.filled >= this.chunkSize || quiet)) this.closeRecord();

@@ -151,14 +151,16 @@ class SenderLoop {
       now = performance.now();
       // Links with room and the peer's window open, but nothing to send while the compressors
       // still work on chunks already read: that time is the compressors' to answer for.
+      // (A short tail held for more input is nothing to send.)
+      const unsent = core.appendedUpTo - core.sentUpTo - core.heldTail;
       const starved = this.pool !== null && core.phase === Phase.Transfer && this.input.waitsOnCompressors() &&
-        core.sentUpTo >= core.appendedUpTo && core.appendedUpTo < core.limit;
+        unsent <= 0 && core.appendedUpTo < core.limit;
       // Data in the ring the links have not taken yet: the whole turn is the links' (or the
       // receiver's) to answer for, reading stdin into a filling ring included.
       // Input held back by the codec policy's read-ahead bound counts too: the links hold that
       // much unacknowledged.
       const backlog = this.pool !== null && core.phase === Phase.Transfer && !starved &&
-        (core.sentUpTo < core.appendedUpTo || this.input.heldByReadAhead());
+        (unsent > 0 || this.input.heldByReadAhead());
       this.sleep(now);
       if (starved) this.linksWaitedMs += performance.now() - now;
       if (backlog) this.linksBusyMs += performance.now() - turnStart;
