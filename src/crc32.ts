@@ -5,6 +5,16 @@ export function crc32(bytes: Uint8Array, seed = 0): number {
   return Bun.hash.crc32(bytes, seed);
 }
 
+/** CRC-32 of stream bytes [from, to) kept in ring at their offset mod ringSize, continuing from seed. */
+export function crcOfRing(ring: Uint8Array, ringSize: number, from: number, to: number, seed = 0): number {
+  const at = from % ringSize;
+  const len = to - from;
+  const first = Math.min(len, ringSize - at);
+  let crc = Bun.hash.crc32(ring.subarray(at, at + first), seed);
+  if (first < len) crc = Bun.hash.crc32(ring.subarray(0, len - first), crc);
+  return crc >>> 0;
+}
+
 // crc32Combine: zlib's GF(2) matrix method. A 32x32 bit matrix (32 u32 columns) maps a CRC to
 // the CRC after appending zero bits. POW[k] is the operator for 2^k zero bytes, built once by
 // repeated squaring, so a combine costs one 32-step matrix-vector product per set bit of lenB

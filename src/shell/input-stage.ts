@@ -5,12 +5,12 @@
 // the stream's length and CRC-32. It tells the core how far the stream is in the ring.
 
 import type { SenderCore } from "../core/sender";
-import type { FrameCrc } from "../wire";
 import { Poller, POLLIN, POLLHUP, POLLERR, addressOf, readFd, describeErrno } from "../../ffi/libc";
 import { PROBE_EVERY, shrankEnough, type CompressPool } from "../workers/compress-pool";
 import type { SenderCodecs } from "./codecs";
 import { recordKind } from "../codec";
-import { KIND_RAW, RECORD_HEADER, END_RECORD, writeHeader as writeRecordHeader, writeEnd, crc32Combine } from "../record";
+import { KIND_RAW, RECORD_HEADER, END_RECORD, writeHeader as writeRecordHeader, writeEnd } from "../record";
+import { crc32Combine, crcOfRing } from "../crc32";
 import { L2Error, EXIT_TRANSFER } from "../errors";
 import { fstatSync } from "node:fs";
 
@@ -42,10 +42,9 @@ const enum Route {
 
 
 export interface InputStageConfig {
-  /** The send ring (the stream's byte o at ring[o mod size]), its address and CRC helper. */
+  /** The send ring (the stream's byte o at ring[o mod size]) and its address. */
   ring: Uint8Array;
   ringPtr: number;
-  ringCrc: FrameCrc;
   ringSize: number;
   chunkSize: number;
   pool: CompressPool | null;
@@ -58,7 +57,6 @@ export interface InputStageConfig {
 export class InputStage {
   private readonly ring: Uint8Array;
   private readonly ringPtr: number;
-  private readonly ringCrc: FrameCrc;
   private readonly ringSize: number;
   private readonly chunkSize: number;
   private readonly pool: CompressPool | null;
@@ -102,7 +100,6 @@ export class InputStage {
   constructor(cfg: InputStageConfig) {
     this.ring = cfg.ring;
     this.ringPtr = cfg.ringPtr;
-    this.ringCrc = cfg.ringCrc;
     this.ringSize = cfg.ringSize;
     this.chunkSize = cfg.chunkSize;
     this.pool = cfg.pool;
@@ -302,8 +299,7 @@ export class InputStage {
     this.rawStart = -1;
     const bodyPos = (start + RECORD_HEADER) % this.ringSize;
     const firstPart = Math.min(len, this.ringSize - bodyPos);
-    let crc = this.ringCrc.of(bodyPos, bodyPos + firstPart);
-    if (firstPart < len) crc = this.ringCrc.of(0, len - firstPart, crc);
+    const crc = crcOfRing(this.ring, this.ringSize, start + RECORD_HEADER, start + RECORD_HEADER + len);
     const enc = this.pool ? this.probe(bodyPos, len, firstPart === len) : 0;
     writeRecordHeader(this.scratchView, 0, enc > 0 ? recordKind(this.codecs!.probeCodec()) : KIND_RAW, len, enc > 0 ? enc : len, crc);
     this.copyIntoRing(this.scratch, 0, RECORD_HEADER, start);

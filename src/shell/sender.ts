@@ -108,7 +108,7 @@ class SenderLoop {
     setPipeSize(STDIN, 1 << 20);
     this.reporter = new Reporter(opts, "send", now);
     this.input = new InputStage({
-      ring: this.ring, ringPtr: this.ringPtr, ringCrc: this.ringCrc, ringSize, chunkSize, pool, codecs,
+      ring: this.ring, ringPtr: this.ringPtr, ringSize, chunkSize, pool, codecs,
       core: this.core, reusableBelow: () => this.reusableBelow(),
     });
   }

@@ -5,7 +5,7 @@
 // chunk a second time. An entry's bytes are the stream's at its offset, which never change, so
 // a CRC built from entries is the CRC of what is in the ring, as the one read from it would be.
 
-import { crc32CombineFast } from "../crc32";
+import { crc32CombineFast, crcOfRing } from "../crc32";
 
 /** Entries kept (a power of two); a worker uses those within half of it of the newest. */
 const ENTRIES = 16384;
@@ -118,14 +118,4 @@ export class CrcLogReader {
     }
     return crc >>> 0;
   }
-}
-
-/** CRC-32 of stream bytes [from, to) read from ring (offset mod ringSize), continuing from seed. */
-export function crcOfRing(ring: Uint8Array, ringSize: number, from: number, to: number, seed = 0): number {
-  const at = from % ringSize;
-  const len = to - from;
-  const first = Math.min(len, ringSize - at);
-  let crc = Bun.hash.crc32(ring.subarray(at, at + first), seed);
-  if (first < len) crc = Bun.hash.crc32(ring.subarray(0, len - first), crc);
-  return crc >>> 0;
 }

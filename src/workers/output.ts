@@ -7,7 +7,8 @@ import { addressOf, EAGAIN, EPIPE, libc, setPipeSize, signalEventFd, strerror, w
 import { loadLz4, type Lz4 } from "../../ffi/lz4";
 import { loadZstd, type Zstd } from "../../ffi/zstd";
 import { L2Error } from "../errors";
-import { CrcLogReader, crcOfRing } from "./crc-log";
+import { CrcLogReader } from "./crc-log";
+import { crcOfRing } from "../crc32";
 import {
   MAX_OUTPUT_WORKERS, OB_CHAIN_POS, OB_CONSUMED, OB_OUT, OB_PUBLISHED, OB_WRITTEN, OF_STALL_MS, OI_CHAIN_SEQ, OI_CHUNKS, OI_EXITED,
   OI_ACTIVE, OI_BLOCK_FILL, OI_ERROR_LEN, OI_LOCK, OI_LZ4_CHUNKS, OI_STATE, OI_STOP, OI_STREAM_CRC, OI_TURN, OI_WAITING, OI_ZSTD_CHUNKS, OUT_ERROR_MAX,
