@@ -42,6 +42,20 @@ describe("frames of new data", () => {
     expect(frames(core)).toEqual([20]);
   });
 
+  test("a tail too short for one link but not for another is not held", () => {
+    const core = startedSender([MTU, 1500]);
+    core.inputFlows(true);
+    core.streamAppended(FULL + 2000);
+    expect(frames(core)).toEqual([FULL]); // 2000 bytes are short of a jumbo frame: held for link 0
+    expect(core.heldTail).toBe(0); // but link 1 takes them
+    expect(core.canSend(1)).toBe(true);
+    expect(core.pollData(1, 0)).toBe(true);
+    expect(core.tx.len).toBe(dataPayloadMax(1500));
+    // 530 bytes left, short for both links: held, and said to be.
+    expect(core.canSend(1)).toBe(false);
+    expect(core.heldTail).toBe(2000 - dataPayloadMax(1500));
+  });
+
   test("the END record lets the held tail go", () => {
     const core = startedSender(MTU);
     core.inputFlows(true);

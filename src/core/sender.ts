@@ -656,13 +656,16 @@ export class SenderCore {
   }
 
   /** Appended bytes no link is given yet because they are a short tail waiting for more input
-   * (see inputFlows); 0 when none are held. */
+   * (see inputFlows): none of the links that carry data would take them; 0 when none are held. */
   get heldTail(): number {
-    const unsent = this.appended - this.nextNew;
-    if (!this.inputFlowing || unsent <= 0) return 0;
-    let frame = 0;
-    for (const l of this.links) if (l.state === LinkState.Up && l.frameMax > frame) frame = l.frameMax;
-    return unsent < frame ? unsent : 0;
+    if (!this.inputFlowing || this.nextNew >= Math.min(this.appended, this.peerLimit)) return 0;
+    let carrying = false;
+    for (const l of this.links) {
+      if (l.state !== LinkState.Up || l.frameMax === 0) continue;
+      if (this.newDataLength(l) > 0) return 0;
+      carrying = true;
+    }
+    return carrying ? this.appended - this.nextNew : 0;
   }
 
   /** End of the stream bytes the shell appended. */

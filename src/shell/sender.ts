@@ -152,15 +152,14 @@ class SenderLoop {
       // Links with room and the peer's window open, but nothing to send while the compressors
       // still work on chunks already read: that time is the compressors' to answer for.
       // (A short tail held for more input is nothing to send.)
-      const unsent = core.appendedUpTo - core.sentUpTo - core.heldTail;
-      const starved = this.pool !== null && core.phase === Phase.Transfer && this.input.waitsOnCompressors() &&
-        unsent <= 0 && core.appendedUpTo < core.limit;
+      const accounted = this.pool !== null && core.phase === Phase.Transfer;
+      const unsent = accounted ? core.appendedUpTo - core.sentUpTo - core.heldTail : 0;
+      const starved = accounted && this.input.waitsOnCompressors() && unsent <= 0 && core.appendedUpTo < core.limit;
       // Data in the ring the links have not taken yet: the whole turn is the links' (or the
       // receiver's) to answer for, reading stdin into a filling ring included.
       // Input held back by the codec policy's read-ahead bound counts too: the links hold that
       // much unacknowledged.
-      const backlog = this.pool !== null && core.phase === Phase.Transfer && !starved &&
-        (unsent > 0 || this.input.heldByReadAhead());
+      const backlog = accounted && !starved && (unsent > 0 || this.input.heldByReadAhead());
       this.sleep(now);
       if (starved) this.linksWaitedMs += performance.now() - now;
       if (backlog) this.linksBusyMs += performance.now() - turnStart;
