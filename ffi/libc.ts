@@ -22,10 +22,21 @@ export const SO_SNDBUF = 7;
 export const SO_RCVBUF = 8;
 export const SO_SNDBUFFORCE = 32;
 export const SO_RCVBUFFORCE = 33;
+export const SO_ERROR = 4;
 
 export const SOL_PACKET = 263;
 export const PACKET_STATISTICS = 6;
 export const PACKET_IGNORE_OUTGOING = 23;
+export const PACKET_RX_RING = 5;
+export const PACKET_VERSION = 10;
+export const TPACKET_V2 = 1;
+/** tpacket2_hdr.tp_status bits: the slot holds a frame for user space (else the kernel owns it). */
+export const TP_STATUS_KERNEL = 0;
+export const TP_STATUS_USER = 1;
+
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const MAP_SHARED = 1;
 
 export const MSG_DONTWAIT = 0x40;
 
@@ -103,6 +114,13 @@ export const POLLFD = { size: 8, fd: 0, events: 4, revents: 6 } as const;
 export const IFREQ = { size: 40, name: 0, union: 16, hwFamily: 16, hwData: 18, mtu: 16, flags: 16, qlen: 16 } as const;
 /** struct tpacket_stats: tp_packets u32, tp_drops u32 (reading it resets both in the kernel) */
 export const TPACKET_STATS = { size: 8, packets: 0, drops: 4 } as const;
+/** struct tpacket_req: block size, block count, frame size, frame count (u32 each) */
+export const TPACKET_REQ = { size: 16, blockSize: 0, blockNr: 4, frameSize: 8, frameNr: 12 } as const;
+/** struct tpacket2_hdr: status, len (on the wire), snaplen (in the slot) u32; mac offset u16 (from the slot start) */
+export const TPACKET2_HDR = { status: 0, len: 4, snaplen: 8, mac: 12 } as const;
+/** Where tpacket_rcv puts a frame's Ethernet header in a TPACKET_V2 slot, at the most:
+ * TPACKET_ALIGN(TPACKET2_HDRLEN + 16) - ETH_HLEN = 80 - 14 (less for a longer MAC header). */
+export const TPACKET2_MAC_MAX = 66;
 
 // ---------------------------------------------------------------- the library
 
@@ -125,6 +143,9 @@ function load() {
     pipe2: { args: ["ptr", "i32"], returns: "i32" },
     setns: { args: ["i32", "i32"], returns: "i32" },
     madvise: { args: ["ptr", "u64", "i32"], returns: "i32" },
+    // A failed mmap returns MAP_FAILED, which bun:ffi hands back as a bigint (2^64 - 1).
+    mmap: { args: ["ptr", "u64", "i32", "i32", "i32", "u64"], returns: "ptr" },
+    munmap: { args: ["ptr", "u64"], returns: "i32" },
     execve: { args: ["ptr", "ptr", "ptr"], returns: "i32" },
     __errno_location: { args: [], returns: "ptr" },
     strerror: { args: ["i32"], returns: "cstring" },

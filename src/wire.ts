@@ -199,18 +199,6 @@ export function verifyFrame(v: DataView, crc: FrameCrc, base: number, received: 
   return crc.of(base + OFF_LEN, base + len) === v.getInt32(base + OFF_CRC) ? len : 0;
 }
 
-/**
- * verifyFrame for a DATA frame received split: its first DATA_HEADER bytes at base (headView is
- * their checksummed part, [OFF_LEN, DATA_HEADER)), its payload at payload[payloadPos..]. The
- * payload's own CRC is left in out.
- */
-export function verifySplitFrame(v: DataView, base: number, received: number, headView: Uint8Array, payload: Uint8Array, payloadPos: number, out: PayloadCrc): number {
-  const len = claimedLength(v, base, received);
-  if (len <= DATA_HEADER) return 0;
-  const p = Bun.hash.crc32(payload.subarray(payloadPos, payloadPos + len - DATA_HEADER)) | 0;
-  return dataCrcMatches(v, base, headView, p, len, out) ? len : 0;
-}
-
 /** Does a DATA frame of meaningful length len carry the CRC of its header (headView) followed by
  * a payload whose own CRC is payloadCrc (an int32)? If so, that payload CRC is left in out. */
 function dataCrcMatches(v: DataView, base: number, headView: Uint8Array, payloadCrc: number, len: number, out: PayloadCrc): boolean {
@@ -221,7 +209,7 @@ function dataCrcMatches(v: DataView, base: number, headView: Uint8Array, payload
 
 // ---- typed views of received frames --------------------------------------------------------
 //
-// Each parse function takes a frame that verifyFrame (or verifySplitFrame) passed, with the
+// Each parse function takes a frame that verifyFrame passed, with the
 // meaningful length it returned, and fills a result object the caller owns and reuses: the
 // hot-path parsers (header, DATA, ACK) allocate nothing. A parser returns false, reading no
 // field, when the frame is too short for its type or a field is out of range; the caller counts
@@ -294,11 +282,6 @@ export function dataHeaderChecked(bytes: Uint8Array, base: number): Uint8Array {
 /** Where a DATA frame's payload starts. */
 export function dataPayloadStart(base: number): number {
   return base + DATA_HEADER;
-}
-
-/** Is the frame at base (received bytes long) a DATA frame with a payload for stream offset `offset`? */
-export function isDataFor(v: DataView, base: number, received: number, offset: number): boolean {
-  return received > DATA_HEADER && v.getUint8(base + OFF_TYPE) === FrameType.Data && readU64(v, base + OFF_DATA_OFFSET) === offset;
 }
 
 /** Writes a DATA frame's offset; with `payloadLen` >= 0 also its length field, for a payload sent

@@ -89,7 +89,7 @@ class Hostile {
   };
 
   constructor(ns: string, dev: string, private readonly segmentMtu: number, seed: number) {
-    this.sock = inNamespace(ns, () => PacketSocket.open(lookupDevice(dev), { batch: 64, maxFrame: 9018, rcvBuf: 4 << 20, sndBuf: 4 << 20 }));
+    this.sock = inNamespace(ns, () => PacketSocket.open(lookupDevice(dev), { batch: 64, maxFrame: 9018, rxRing: 4 << 20, sndBuf: 4 << 20 }));
     this.rng = new Rng(seed);
   }
 
@@ -103,7 +103,10 @@ class Hostile {
         if (this.captured.length < 4096) this.captured.push(f);
         else this.captured[this.rng.int(0, 4095)] = f;
       }
-      if (n < this.sock.batch) return;
+      if (n < this.sock.batch) {
+        this.sock.rxRelease();
+        return;
+      }
     }
   }
 

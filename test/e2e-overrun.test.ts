@@ -1,8 +1,8 @@
-// The receiver's socket queue overrun by a burst: the frames the kernel had to drop are counted
+// The receiver's receive ring overrun by a burst: the frames the kernel had to drop are counted
 // (PACKET_STATISTICS, in -v) and recovered like any loss, and the stream still arrives exactly.
 // The burst: the receiver is stopped (SIGSTOP) for a few hundred ms over an unshaped veth while
 // the sender fills the whole window it was given; with -m that window (8 MiB) is larger than
-// what the receiver's socket queue holds.
+// the receiver's receive ring (4 MiB).
 
 import { afterAll, expect, test } from "bun:test";
 import { cleanupAll, createTopology } from "./support/netns";
@@ -17,7 +17,7 @@ afterAll(async () => {
 
 const MB = 1 << 20;
 
-test("a receiver queue overrun under a burst is counted and recovered: exact, both exit 0", async () => {
+test("a receive ring overrun under a burst is counted and recovered: exact, both exit 0", async () => {
   const t = await createTopology([{ mtu: 9000 }]);
   // Long enough for all four stops: a stop overruns the queue only when the window is open
   // enough at that moment, and in 2 runs of ~12 the 256 MiB of before ended after two stops

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { readFileSync } from "node:fs";
 import {
-  EAGAIN, EPIPE, F_GETFD, POLLERR, POLLIN, Poller, addressOf, closeFd, createEventFd,
+  EAGAIN, ENETDOWN, EPIPE, F_GETFD, POLLERR, POLLIN, Poller, addressOf, closeFd, createEventFd,
   drainEventFd, libc, makePipe, readFd, setNonBlocking, setPipeSize, signalEventFd, writeFd,
 } from "../ffi/libc";
 import { EXIT_SYSTEM, EXIT_USAGE, L2Error } from "../src/errors";
@@ -32,8 +32,8 @@ function dev(ns: string, name: string): Device {
   return inNamespace(ns, () => lookupDevice(name));
 }
 
-function open(ns: string, d: Device, batch: number, maxFrame: number, sndBuf = 16 << 20): PacketSocket {
-  const s = inNamespace(ns, () => PacketSocket.open(d, { batch, maxFrame, rcvBuf: 16 << 20, sndBuf }));
+function open(ns: string, d: Device, batch: number, maxFrame: number, sndBuf = 16 << 20, rxRing = 2 << 20): PacketSocket {
+  const s = inNamespace(ns, () => PacketSocket.open(d, { batch, maxFrame, rxRing, sndBuf }));
   sockets.push(s);
   return s;
 }
@@ -87,6 +87,7 @@ async function drainUntil(s: PacketSocket, want: number, onFrame: (off: number, 
     got += n;
     if (n === 0) await Bun.sleep(1);
   }
+  s.rxRelease();
   return got;
 }
 
@@ -261,7 +262,68 @@ describe("packet socket", () => {
     expect(seqs.every((s, i) => s === i)).toBe(true);
   });
 
-  test("link down: poll reports POLLERR, recv returns nothing, send throws naming the device, both recover", async () => {
+  test("the receive ring: frames stay in place until handed back, a full ring drops and counts, slots are reused", async () => {
+    const dA = dev(topo.nsA, topo.devsA[0]!);
+    const dB = dev(topo.nsB, topo.devsB[0]!);
+    const sA = open(topo.nsA, dA, 64, 1514);
+    // 1514-byte frames take 1584-byte slots, 10 to a 16 KiB block: 4 blocks, 40 slots.
+    const sB = open(topo.nsB, dB, 8, 1514, 16 << 20, 64 << 10);
+    expect(sB.rxSlots).toBe(40);
+    const poller = new Poller(1);
+    poller.set(0, sB.fd, POLLIN);
+    const fill = new Uint8Array(2048);
+    const sendSeqs = async (from: number, count: number) => {
+      for (let k = from; k < from + count; k++) {
+        if (sA.txSlot() < 0) sA.flush();
+        const o = ethHeader(sA, sA.txSlot(), dB, dA);
+        sA.txView.setUint32(o + 14, k);
+        sA.txCommit(18, addressOf(fill), 1514 - 18);
+      }
+      while (sA.txPending() > 0) sA.flush();
+      await Bun.sleep(50);
+    };
+
+    await sendSeqs(0, 60); // nobody reads: the ring takes 40, the kernel drops 20
+    const seqs: number[] = [];
+    const slots = new Set<number>();
+    let n = sB.recv();
+    expect(n).toBe(8);
+    const first = sB.rxOffset(0);
+    for (let i = 0; i < n; i++) {
+      seqs.push(sB.rxView.getUint32(sB.rxOffset(i) + 14));
+      slots.add(sB.rxSlot(i));
+    }
+    // Frames are read where the kernel put them, and stay there until the next recv().
+    expect(sB.rxView.getUint32(first + 14)).toBe(0);
+    for (n = sB.recv(); n > 0; n = sB.recv()) {
+      for (let i = 0; i < n; i++) {
+        seqs.push(sB.rxView.getUint32(sB.rxOffset(i) + 14));
+        slots.add(sB.rxSlot(i));
+      }
+    }
+    expect(seqs).toEqual(Array.from({ length: 40 }, (_, k) => k));
+    expect(slots.size).toBe(40);
+    expect(sB.kernelDrops()).toBe(20);
+    // All handed back (the recv() that found nothing did it): poll sleeps.
+    expect(poller.wait(0)).toBe(0);
+
+    // The slots are the kernel's again: the next frames fill them.
+    await sendSeqs(100, 30);
+    const again: number[] = [];
+    for (n = sB.recv(); n > 0; n = sB.recv()) for (let i = 0; i < n; i++) again.push(sB.rxView.getUint32(sB.rxOffset(i) + 14));
+    expect(again).toEqual(Array.from({ length: 30 }, (_, k) => 100 + k));
+    expect(sB.kernelDrops()).toBe(0);
+
+    // A caller that keeps the last frames it got (no further recv()) keeps poll awake until it
+    // hands them back.
+    await sendSeqs(200, 3);
+    expect(sB.recv()).toBe(3);
+    expect(poller.wait(0)).toBe(1);
+    sB.rxRelease();
+    expect(poller.wait(0)).toBe(0);
+  });
+
+  test("link down: poll reports POLLERR until the error is taken, recv returns nothing, send throws naming the device, both recover", async () => {
     const nameA = topo.devsA[2]!;
     const nameB = topo.devsB[2]!;
     const dA = dev(topo.nsA, nameA);
@@ -274,7 +336,12 @@ describe("packet socket", () => {
     await setLink(topo.nsB, nameB, "down");
     expect(poller.wait(1000)).toBe(1);
     expect(poller.revents(0) & POLLERR).toBe(POLLERR);
-    expect(sB.recv()).toBe(0); // the kernel's ENETDOWN: nothing received, the socket stays usable
+    expect(sB.recv()).toBe(0); // nothing received, the socket stays usable
+    // The error stays until it is read: a loop that only polls would wake for it forever.
+    expect(poller.wait(0)).toBe(1);
+    expect(sB.takeError()).toBe(ENETDOWN);
+    expect(sB.takeError()).toBe(0);
+    expect(poller.wait(0)).toBe(0);
 
     expectL2Error(() => dev(topo.nsB, nameB), EXIT_USAGE, `device ${nameB} is down (ip link set ${nameB} up)`);
     expectL2Error(() => dev(topo.nsA, nameA), EXIT_USAGE, `device ${nameA} has no carrier (cable unplugged or peer down)`);
@@ -343,7 +410,7 @@ describe("packet socket", () => {
       import { PacketSocket } from ${JSON.stringify(join(import.meta.dir, "../src/shell/packet-socket.ts"))};
       try {
         PacketSocket.open({ name: "lo", ifindex: 1, mac: new Uint8Array(6), mtu: 1500, txQueueLen: 1000, up: true },
-          { batch: 4, maxFrame: 1514, rcvBuf: 0, sndBuf: 0 });
+          { batch: 4, maxFrame: 1514, rxRing: 1 << 20, sndBuf: 0 });
         console.log("opened");
       } catch (e) { console.log(e.exitCode + " " + e.message); }`;
     const p = Bun.spawn(

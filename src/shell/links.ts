@@ -3,11 +3,11 @@
 
 import { lookupDevice, type Device } from "./device";
 import { PacketSocket } from "./packet-socket";
-import { Poller, POLLOUT, addressOf } from "../../ffi/libc";
+import { Poller, POLLERR, POLLOUT, addressOf } from "../../ffi/libc";
 import {
   type AckContent, COMMON_END, DATA_HEADER, ETH_HEADER, FrameCrc, FrameType, MIN_FRAME, MIN_MTU,
-  PayloadCrc, buildAbort, buildAck, buildDone, buildHello, buildHelloAck, dataHeaderChecked, dataPayloadStart, isDataFor,
-  probePadding, sealFrame, sealProbe, verifyFrame, verifySplitFrame, writeDataFields, writeFrameCrc, writeHeader,
+  PayloadCrc, buildAbort, buildAck, buildDone, buildHello, buildHelloAck, dataHeaderChecked, dataPayloadStart, OFF_LEN,
+  probePadding, sealFrame, sealProbe, verifyFrame, writeDataFields, writeFrameCrc, writeHeader,
 } from "../wire";
 import { usageError } from "../errors";
 
@@ -22,8 +22,9 @@ export class Link {
   readonly rxCrc: FrameCrc;
   /** Per header slot, the view of a DATA header's checksummed bytes: no view made per frame. */
   private readonly dataHeaderViews: Uint8Array[] = [];
-  private readonly rxHeaderViews: Uint8Array[] = [];
-  /** The payload CRC of the DATA frame onFrame was last given (receive, receiveSplit). */
+  /** The same per receive ring slot, made when a slot first holds a DATA frame. */
+  private readonly rxHeaderViews: (Uint8Array | undefined)[];
+  /** The payload CRC of the DATA frame onFrame was last given. */
   readonly payloadCrc = new PayloadCrc();
   /** The peer's MAC once known; broadcast until then. */
   peer = new Uint8Array(BROADCAST);
@@ -40,55 +41,9 @@ export class Link {
   ) {
     this.txCrc = new FrameCrc(socket.txHeaders);
     this.rxCrc = new FrameCrc(socket.rx, true);
-    for (let i = 0; i < socket.batch; i++) {
-      const base = socket.txHeaderOffset(i);
-      this.dataHeaderViews.push(dataHeaderChecked(socket.txHeaders, base));
-      this.rxHeaderViews.push(dataHeaderChecked(socket.rx, socket.rxOffset(i)));
-    }
+    for (let i = 0; i < socket.batch; i++) this.dataHeaderViews.push(dataHeaderChecked(socket.txHeaders, socket.txHeaderOffset(i)));
+    this.rxHeaderViews = new Array(socket.rxSlots).fill(undefined);
   }
-
-  /**
-   * One batch received straight into the reassembly ring: frame i's payload lands at
-   * ring[ringPos + i * stride], which is where it belongs if it is the DATA frame for stream
-   * offset expect + i * stride, as the frames of one link in order are. If every frame is,
-   * onFrame(base, len, true) gets each that passes the checks, its payload already in place.
-   * Otherwise the payloads are moved back behind their headers and the batch is handled as
-   * receive() would (inPlace false); what landed in the ring is left there, so the caller must
-   * give memory no one reads. Returns the frames received.
-   */
-  receiveSplit(ring: Uint8Array, ringPtr: number, ringPos: number, stride: number, expect: number,
-    onFrame: (base: number, len: number, inPlace: boolean) => void): number {
-    this.splitPlaced = false;
-    const sock = this.socket;
-    const n = sock.recvSplit(DATA_HEADER, ringPtr + ringPos, stride);
-    const v = sock.rxView;
-    let placed = true;
-    for (let i = 0; i < n && placed; i++) {
-      const base = sock.rxOffset(i);
-      placed = isDataFor(v, base, sock.rxLength(i), expect + i * stride);
-    }
-    if (!placed) {
-      // All of them first: storing one frame may overwrite where the next one landed.
-      for (let i = 0; i < n; i++) {
-        const tail = Math.min(sock.rxLength(i), sock.maxFrame) - DATA_HEADER;
-        if (tail > 0) sock.rx.set(ring.subarray(ringPos + i * stride, ringPos + i * stride + tail), dataPayloadStart(sock.rxOffset(i)));
-      }
-    }
-    for (let i = 0; i < n; i++) {
-      const base = sock.rxOffset(i);
-      const received = sock.rxLength(i);
-      const len = placed
-        ? verifySplitFrame(v, base, received, this.rxHeaderViews[i]!, ring, ringPos + i * stride, this.payloadCrc)
-        : verifyFrame(v, this.rxCrc, base, received, this.rxHeaderViews[i]!, this.payloadCrc);
-      if (len === 0) this.badFrames++;
-      else onFrame(base, len, placed);
-    }
-    this.splitPlaced = placed && n > 0;
-    return n;
-  }
-
-  /** Whether the last receiveSplit() found its batch in order (payloads in place). */
-  splitPlaced = false;
 
   get name(): string {
     return this.device.name;
@@ -108,14 +63,24 @@ export class Link {
       total += n;
       for (let i = 0; i < n; i++) {
         const base = sock.rxOffset(i);
-        const len = verifyFrame(sock.rxView, this.rxCrc, base, sock.rxLength(i), this.rxHeaderViews[i]!, this.payloadCrc);
+        const len = verifyFrame(sock.rxView, this.rxCrc, base, sock.rxLength(i), this.rxHeaderView(sock.rxSlot(i), base), this.payloadCrc);
         if (len === 0) this.badFrames++;
         else onFrame(base, len);
       }
       afterBatch?.();
-      if (n < sock.batch) break;
     }
+    sock.rxRelease();
     return total;
+  }
+
+  /** The checksummed DATA header bytes of the frame at base in ring slot `slot`. A slot's frame
+   * starts at the same offset every time (unless the MAC header's length differs). */
+  private rxHeaderView(slot: number, base: number): Uint8Array {
+    const view = this.rxHeaderViews[slot];
+    if (view !== undefined && view.byteOffset === base + OFF_LEN) return view;
+    const made = dataHeaderChecked(this.socket.rx, base);
+    this.rxHeaderViews[slot] = made;
+    return made;
   }
 
   /** Frames the kernel dropped on receive so far (its counter resets on each read, so they are summed here). */
@@ -229,7 +194,7 @@ export class Link {
 }
 
 /** Looks up and opens every device; refuses ones that are missing, down or unfit. */
-export function openLinks(names: string[], opts: { rcvBuf: number; sndBuf: number }): Link[] {
+export function openLinks(names: string[], opts: { rxRing: number; sndBuf: number }): Link[] {
   const devices = names.map((n) => lookupDevice(n));
   for (const d of devices) {
     if (d.mtu < MIN_MTU) throw usageError(`device ${d.name}: MTU ${d.mtu} is too small (at least ${MIN_MTU})`);
@@ -237,7 +202,7 @@ export function openLinks(names: string[], opts: { rcvBuf: number; sndBuf: numbe
   const links: Link[] = [];
   try {
     devices.forEach((d, i) => {
-      const socket = PacketSocket.open(d, { batch: BATCH, maxFrame: d.mtu + ETH_HEADER, rcvBuf: opts.rcvBuf, sndBuf: opts.sndBuf });
+      const socket = PacketSocket.open(d, { batch: BATCH, maxFrame: d.mtu + ETH_HEADER, rxRing: opts.rxRing, sndBuf: opts.sndBuf });
       links.push(new Link(i, d, socket));
     });
   } catch (e) {
@@ -245,6 +210,13 @@ export function openLinks(names: string[], opts: { rcvBuf: number; sndBuf: numbe
     throw e;
   }
   return links;
+}
+
+/** After a poll() over the links' sockets in slots 0.., clears each socket error it reported
+ * (POLLERR): with a receive ring nothing else reads it, and poll() would report it forever. A
+ * device that went down is noticed elsewhere (sends fail, the peer falls silent). */
+export function takeLinkErrors(links: Link[], poller: Poller): void {
+  for (let i = 0; i < links.length; i++) if ((poller.revents(i) & POLLERR) !== 0) links[i]!.socket.takeError();
 }
 
 /**

@@ -11,7 +11,9 @@ export interface MemoryPlan {
   /** Sender: each link's send buffer at start, and the most it may grow to with the link's rate. */
   sndBuf: number;
   sndBufMax: number;
-  rcvBuf: number;
+  /** Each link's receive ring (mapped, so part of RSS): the receiver's takes bursts of DATA while
+   * its loop is busy elsewhere, the sender's only ACKs and other control frames. */
+  rxRing: number;
   /** Receiver: Workers that verify, decompress and write, in parallel and in turn. */
   outputWorkers: number;
 }
@@ -37,7 +39,7 @@ export function memoryPlan(opts: Options): MemoryPlan {
     poolSlots: Math.max(4, opts.compressors * (low ? 2 : 4)),
     sndBuf: low ? 256 << 10 : 512 << 10,
     sndBufMax: low ? 1 << 20 : 4 << 20,
-    rcvBuf: low ? 4 << 20 : 32 << 20,
+    rxRing: opts.mode === "send" ? 2 << 20 : low ? 4 << 20 : 8 << 20,
     outputWorkers: low ? 1 : 2,
   };
 }

@@ -1,14 +1,16 @@
-// One AF_PACKET SOCK_RAW socket bound to one device and ethertype 0x88b5, with batched,
-// allocation-free receive (recvmmsg) and send (sendmmsg). Frames include the Ethernet header:
-// the caller writes destination MAC, source MAC and ethertype into each header slot.
+// One AF_PACKET SOCK_RAW socket bound to one device and ethertype 0x88b5. Frames arrive in a
+// receive ring the kernel shares with us (PACKET_RX_RING, TPACKET_V2) and are read in place;
+// they leave by sendmmsg, batched and allocation-free. Frames include the Ethernet header: the
+// caller writes destination MAC, source MAC and ethertype into each header slot.
 
 import { close as fsClose } from "node:fs";
-import { read, type Pointer } from "bun:ffi";
+import { read, toArrayBuffer, type Pointer } from "bun:ffi";
 import {
-  AF_PACKET, EAFNOSUPPORT, EACCES, EAGAIN, EINTR, ENETDOWN, ENOBUFS, ENOPROTOOPT, EPERM, IOVEC, MMSGHDR,
-  MSGHDR, MSG_DONTWAIT, PACKET_IGNORE_OUTGOING, PACKET_STATISTICS, SOCKADDR_LL, SOCK_CLOEXEC,
-  SOCK_RAW, SOL_PACKET, SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE, SO_SNDBUF, SO_SNDBUFFORCE,
-  TPACKET_STATS, addressOf, asPtr, describeErrno, errno, libc, type LibcSymbols,
+  AF_PACKET, EAFNOSUPPORT, EACCES, EAGAIN, EINTR, ENETDOWN, ENOBUFS, ENOPROTOOPT, EPERM, IOVEC, MAP_SHARED, MMSGHDR,
+  MSGHDR, MSG_DONTWAIT, PACKET_IGNORE_OUTGOING, PACKET_RX_RING, PACKET_STATISTICS, PACKET_VERSION, PROT_READ,
+  PROT_WRITE, SOCKADDR_LL, SOCK_CLOEXEC, SOCK_RAW, SOL_PACKET, SOL_SOCKET, SO_ERROR, SO_SNDBUF, SO_SNDBUFFORCE,
+  TPACKET2_HDR, TPACKET2_MAC_MAX, TPACKET_REQ, TPACKET_STATS, TPACKET_V2, TP_STATUS_KERNEL, TP_STATUS_USER,
+  addressOf, asPtr, describeErrno, errno, libc, type LibcSymbols,
 } from "../../ffi/libc";
 import { L2Error, systemError } from "../errors";
 import { ETHERTYPE } from "../wire";
@@ -20,18 +22,28 @@ export const TX_HEADER_SLOT = 512;
 const PAGE = 4096;
 /** How long a frame the device keeps refusing (ENOBUFS) is retried before it is given up. */
 const REFUSED_DROP_MS = 20;
-// Receive slots start 64 bytes past a page boundary: page-aligned destinations made the kernel's
-// copy markedly slower and the receiver dropped frames (platform notes).
-const RX_SLOT_SKEW = 64;
+/** Receive ring blocks hold at least this many frames: a block is one allocation of 2^k pages,
+ * so with several frames to a block little of it is left over. */
+const RX_FRAMES_PER_BLOCK_MIN = 8;
 
 export interface PacketSocketOptions {
-  /** frames per recvmmsg/sendmmsg call */
+  /** frames per sendmmsg call, and at most per recv() */
   batch: number;
   /** largest frame received, Ethernet header included (MTU + 14) */
   maxFrame: number;
-  /** socket buffer sizes in bytes (forced past net.core.*mem_max when CAP_NET_ADMIN allows) */
-  rcvBuf: number;
+  /** bytes of the receive ring: what arrives while this side is busy elsewhere must fit */
+  rxRing: number;
+  /** send buffer in bytes (forced past net.core.wmem_max when CAP_NET_ADMIN allows) */
   sndBuf: number;
+}
+
+interface RxRing {
+  ptr: number;
+  bytes: number;
+  blockSize: number;
+  framesPerBlock: number;
+  frameSize: number;
+  frameNr: number;
 }
 
 export class PacketSocket {
@@ -40,10 +52,12 @@ export class PacketSocket {
   readonly batch: number;
   readonly maxFrame: number;
 
-  /** All receive slots; frame i of the last recv() occupies rx[rxOffset(i) ..
-   * rxOffset(i) + rxLength(i)), valid until the next recv(). */
+  /** The receive ring; frame i of the last recv() occupies rx[rxOffset(i) ..
+   * rxOffset(i) + rxLength(i)), valid until the next recv() or rxRelease(). */
   readonly rx: Uint8Array;
   readonly rxView: DataView;
+  /** Frame slots in the receive ring. */
+  readonly rxSlots: number;
   /** All transmit header slots, TX_HEADER_SLOT bytes each. */
   readonly txHeaders: Uint8Array;
   readonly txView: DataView;
@@ -52,17 +66,16 @@ export class PacketSocket {
   private readonly errnoAddr: number;
   private closed = false;
 
-  // receive side
-  private readonly rxBase: number; // offset of slot 0 in rx
-  private readonly rxStride: number;
-  private readonly rxMsgs: Uint8Array; // mmsghdr[batch] then iovec[batch]
-  private readonly rxMsgsU32: Uint32Array;
-  private readonly rxMsgsPtr: number;
-  // receive with each frame split: its first bytes into the slot, the rest to a given address
-  private readonly rxSplitMsgs: Uint8Array; // mmsghdr[batch] then iovec[2 * batch]
-  private readonly rxSplitU32: Uint32Array;
-  private readonly rxSplitPtr: number;
-  private rxLenU32: Uint32Array;
+  // receive side: the ring's mapping, each slot's offset in it, the slot tp_status words as int32s
+  private readonly rxRingPtr: number;
+  private readonly rxRingBytes: number;
+  private readonly rxSlotOffset: Int32Array;
+  private readonly rxStatus: Int32Array;
+  /** The first slot not yet handed back to the kernel, and how many from there the caller holds. */
+  private rxCursor = 0;
+  private rxHeld = 0;
+  private readonly rxFrameOffset: Int32Array;
+  private readonly rxFrameLength: Int32Array;
 
   // send side
   private readonly txMsgs: Uint8Array; // mmsghdr[batch] then iovec[2 * batch]
@@ -133,6 +146,7 @@ export class PacketSocket {
     }
     this.fd = fd;
 
+    let ring: RxRing | null = null;
     try {
       // Outgoing frames reach only ETH_P_ALL taps, so binding to 0x88b5 already hides our own;
       // the option keeps that true should the binding ever widen.
@@ -144,14 +158,13 @@ export class PacketSocket {
             : `device ${dev.name}: cannot set PACKET_IGNORE_OUTGOING: ${describeErrno(e)}`,
         );
       }
-      // FORCE needs CAP_NET_ADMIN; without it fall back to the limits of net.core.*mem_max.
-      if (opts.rcvBuf > 0 && !this.setInt(SOL_SOCKET, SO_RCVBUFFORCE, opts.rcvBuf)) {
-        this.setInt(SOL_SOCKET, SO_RCVBUF, opts.rcvBuf);
-      }
+      // FORCE needs CAP_NET_ADMIN; without it fall back to the limits of net.core.wmem_max.
       if (opts.sndBuf > 0 && !this.setInt(SOL_SOCKET, SO_SNDBUFFORCE, opts.sndBuf)) {
         this.setInt(SOL_SOCKET, SO_SNDBUF, opts.sndBuf);
       }
       this.sndBufActual = this.getInt(SOL_SOCKET, SO_SNDBUF);
+      // The ring is in place before bind(), so no frame ever waits in the socket queue instead.
+      ring = this.setUpRxRing(opts.rxRing);
 
       const sv = this.scratchView;
       this.scratch.fill(0, 0, SOCKADDR_LL.size);
@@ -163,43 +176,26 @@ export class PacketSocket {
       }
     } catch (err) {
       l.close(fd);
+      if (ring !== null) l.munmap(asPtr(ring.ptr), ring.bytes);
       throw err;
     }
     // The PACKET_STATISTICS counters are reset by reading them: start from zero.
     this.readStats();
 
-    // ---- receive buffers
-    this.rxStride = Math.ceil((maxFrame + RX_SLOT_SKEW) / PAGE) * PAGE;
-    const rxBuf = new ArrayBuffer(this.rxStride * batch + PAGE);
-    this.rx = new Uint8Array(rxBuf);
-    this.rxView = new DataView(rxBuf);
-    const rxPtr = addressOf(this.rx);
-    this.rxBase = (((RX_SLOT_SKEW - (rxPtr % PAGE)) % PAGE) + PAGE) % PAGE;
-
-    this.rxMsgs = new Uint8Array(Math.max(1024, batch * (MMSGHDR.size + IOVEC.size)));
-    this.rxMsgsU32 = new Uint32Array(this.rxMsgs.buffer);
-    this.rxMsgsPtr = addressOf(this.rxMsgs);
-    const rxIovOff = batch * MMSGHDR.size;
-    for (let i = 0; i < batch; i++) {
-      const m = i * MMSGHDR.size;
-      const v = rxIovOff + i * IOVEC.size;
-      this.put64(this.rxMsgsU32, m + MSGHDR.iov, this.rxMsgsPtr + v);
-      this.put64(this.rxMsgsU32, m + MSGHDR.iovlen, 1);
-      this.put64(this.rxMsgsU32, v + IOVEC.base, rxPtr + this.rxBase + i * this.rxStride);
-      this.put64(this.rxMsgsU32, v + IOVEC.len, maxFrame);
+    // ---- receive ring
+    this.rxRingPtr = ring.ptr;
+    this.rxRingBytes = ring.bytes;
+    const ringBuf = toArrayBuffer(asPtr(ring.ptr), 0, ring.bytes);
+    this.rx = new Uint8Array(ringBuf);
+    this.rxView = new DataView(ringBuf);
+    this.rxStatus = new Int32Array(ringBuf);
+    this.rxSlots = ring.frameNr;
+    this.rxSlotOffset = new Int32Array(ring.frameNr);
+    for (let k = 0; k < ring.frameNr; k++) {
+      this.rxSlotOffset[k] = Math.floor(k / ring.framesPerBlock) * ring.blockSize + (k % ring.framesPerBlock) * ring.frameSize;
     }
-
-    this.rxSplitMsgs = new Uint8Array(Math.max(1024, batch * (MMSGHDR.size + 2 * IOVEC.size)));
-    this.rxSplitU32 = new Uint32Array(this.rxSplitMsgs.buffer);
-    this.rxSplitPtr = addressOf(this.rxSplitMsgs);
-    for (let i = 0; i < batch; i++) {
-      const m = i * MMSGHDR.size;
-      const v = batch * MMSGHDR.size + i * 2 * IOVEC.size;
-      this.put64(this.rxSplitU32, m + MSGHDR.iov, this.rxSplitPtr + v);
-      this.put64(this.rxSplitU32, m + MSGHDR.iovlen, 2);
-      this.put64(this.rxSplitU32, v + IOVEC.base, rxPtr + this.rxBase + i * this.rxStride);
-    }
-    this.rxLenU32 = this.rxMsgsU32;
+    this.rxFrameOffset = new Int32Array(batch);
+    this.rxFrameLength = new Int32Array(batch);
 
     // ---- send buffers
     this.txHeaders = new Uint8Array(Math.max(1024, batch * TX_HEADER_SLOT));
@@ -224,48 +220,68 @@ export class PacketSocket {
 
   // ------------------------------------------------------------------ receive
 
-  /** Receives up to `batch` frames without blocking; returns how many (0 if none).
-   * A hard error also returns 0 (the shells learn of it from poll's POLLERR). The
-   * kernel reports ENETDOWN once per outage (to the first recv or send after the device went
-   * down; poll shows POLLERR), possibly after the link is already back: confirm with
-   * lookupDevice(name, { allowDown: true }).up. The socket stays bound and receives again
-   * once the device is up. */
-  recv(): number {
-    this.rxLenU32 = this.rxMsgsU32;
-    return this.receiveInto(this.rxMsgsPtr);
-  }
-
   /**
-   * Like recv(), but frame i is split: its first headLen bytes go to its slot and the next
-   * `stride` bytes to dest + i * stride (memory the caller owns); a frame longer than
-   * headLen + stride arrives cut. rxLength(i) is the length received, head and tail together.
+   * The frames the kernel has put in the ring since the last call, up to `batch`, in the order
+   * they arrived (0 if none); the frames of the previous call go back to the kernel first. No
+   * system call: the kernel marks each filled slot, and poll() on the socket wakes on the next.
+   * A hard error (the device went down) shows as POLLERR; takeError() reads and clears it.
    */
-  recvSplit(headLen: number, dest: number, stride: number): number {
-    const u = this.rxSplitU32;
-    const iovs = this.batch * MMSGHDR.size;
-    for (let i = 0; i < this.batch; i++) {
-      const v = iovs + i * 2 * IOVEC.size;
-      this.put64(u, v + IOVEC.len, headLen);
-      this.put64(u, v + IOVEC.size + IOVEC.base, dest + i * stride);
-      this.put64(u, v + IOVEC.size + IOVEC.len, stride);
+  recv(): number {
+    this.rxRelease();
+    const status = this.rxStatus;
+    const v = this.rxView;
+    const slots = this.rxSlots;
+    let k = this.rxCursor;
+    let n = 0;
+    while (n < this.batch) {
+      const slot = this.rxSlotOffset[k]!;
+      // Atomics: the status is read before the frame, and (in rxRelease) the frame before the
+      // status is handed back, whatever the compiler would reorder.
+      if ((Atomics.load(status, slot >>> 2) & TP_STATUS_USER) === 0) break;
+      const len = v.getUint32(slot + TPACKET2_HDR.snaplen, true);
+      this.rxFrameOffset[n] = slot + v.getUint16(slot + TPACKET2_HDR.mac, true);
+      this.rxFrameLength[n] = len < this.maxFrame ? len : this.maxFrame;
+      n++;
+      k = k + 1 === slots ? 0 : k + 1;
     }
-    this.rxLenU32 = u;
-    return this.receiveInto(this.rxSplitPtr);
+    this.rxHeld = n;
+    return n;
   }
 
-  private receiveInto(msgs: number): number {
-    const n = this.l.recvmmsg(this.fd, msgs as Pointer, this.batch, MSG_DONTWAIT, null);
-    return n >= 0 ? n : 0;
+  /** Hands the frames of the last recv() back to the kernel (done by the next recv() anyway).
+   * A caller that stops receiving for now calls it: held slots keep poll() reporting POLLIN. */
+  rxRelease(): void {
+    const status = this.rxStatus;
+    const slots = this.rxSlots;
+    let k = this.rxCursor;
+    for (let i = 0; i < this.rxHeld; i++) {
+      Atomics.store(status, this.rxSlotOffset[k]! >>> 2, TP_STATUS_KERNEL);
+      k = k + 1 === slots ? 0 : k + 1;
+    }
+    this.rxCursor = k;
+    this.rxHeld = 0;
   }
 
   /** Offset in rx of frame i of the last recv() (it starts with the destination MAC). */
   rxOffset(i: number): number {
-    return this.rxBase + i * this.rxStride;
+    return this.rxFrameOffset[i]!;
   }
 
   /** Bytes of frame i of the last recv(); frames longer than maxFrame arrive cut to maxFrame. */
   rxLength(i: number): number {
-    return this.rxLenU32[(i * MMSGHDR.size + MMSGHDR.len) >>> 2]!;
+    return this.rxFrameLength[i]!;
+  }
+
+  /** The ring slot (0 .. rxSlots - 1) of frame i of the last recv(). */
+  rxSlot(i: number): number {
+    const k = this.rxCursor + i;
+    return k < this.rxSlots ? k : k - this.rxSlots;
+  }
+
+  /** Reads and clears the socket's pending error (0 for none). The kernel sets ENETDOWN when the
+   * device goes down; poll() reports POLLERR until it is read, even after the device is back. */
+  takeError(): number {
+    return this.getInt(SOL_SOCKET, SO_ERROR);
   }
 
   // ------------------------------------------------------------------ send
@@ -395,6 +411,7 @@ export class PacketSocket {
     if (this.closed) return;
     this.closed = true;
     this.pending = 0;
+    this.unmapRing();
     this.l.close(this.fd);
   }
 
@@ -403,9 +420,18 @@ export class PacketSocket {
     if (this.closed) return Promise.resolve();
     this.closed = true;
     this.pending = 0;
+    this.unmapRing();
     const { promise, resolve } = Promise.withResolvers<void>();
     fsClose(this.fd, () => resolve());
     return promise;
+  }
+
+  // First, while the fd still holds the socket: the mapping holds it too, and the last of the
+  // two to go releases it, which waits out the grace period (the fd's close does, off-thread).
+  // The ring's views stay, over memory no longer mapped: nothing reads them after close.
+  private unmapRing(): void {
+    this.rxHeld = 0;
+    this.l.munmap(asPtr(this.rxRingPtr), this.rxRingBytes);
   }
 
   // ------------------------------------------------------------------ internals
@@ -430,6 +456,33 @@ export class PacketSocket {
     const w = byteOff >>> 2;
     u[w] = value >>> 0;
     u[w + 1] = (value / 4294967296) >>> 0;
+  }
+
+  /**
+   * Gives the socket a TPACKET_V2 receive ring of about `bytes` and maps it. Slots are as large
+   * as the largest frame needs after the kernel's header; a block holds at least
+   * RX_FRAMES_PER_BLOCK_MIN of them.
+   */
+  private setUpRxRing(bytes: number): RxRing {
+    const frameSize = Math.ceil((TPACKET2_MAC_MAX + this.maxFrame) / 16) * 16;
+    let blockSize = PAGE;
+    while (blockSize < RX_FRAMES_PER_BLOCK_MIN * frameSize) blockSize *= 2;
+    const framesPerBlock = Math.floor(blockSize / frameSize);
+    const blockNr = Math.max(1, Math.ceil(bytes / blockSize));
+    const frameNr = framesPerBlock * blockNr;
+    if (!this.setInt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)) throw this.deviceError("cannot set TPACKET_V2", errno());
+    const sv = this.scratchView;
+    sv.setUint32(64 + TPACKET_REQ.blockSize, blockSize, true);
+    sv.setUint32(64 + TPACKET_REQ.blockNr, blockNr, true);
+    sv.setUint32(64 + TPACKET_REQ.frameSize, frameSize, true);
+    sv.setUint32(64 + TPACKET_REQ.frameNr, frameNr, true);
+    if (this.l.setsockopt(this.fd, SOL_PACKET, PACKET_RX_RING, asPtr(this.scratchPtr + 64), TPACKET_REQ.size) !== 0) {
+      throw this.deviceError(`cannot set up a receive ring of ${blockNr * blockSize} bytes`, errno());
+    }
+    const total = blockNr * blockSize;
+    const p = this.l.mmap(null, total, PROT_READ | PROT_WRITE, MAP_SHARED, this.fd, 0);
+    if (typeof p !== "number") throw this.deviceError(`cannot map its receive ring of ${total} bytes`, errno());
+    return { ptr: p, bytes: total, blockSize, framesPerBlock, frameSize, frameNr };
   }
 
   private readStats(): boolean {

@@ -4,11 +4,11 @@
 // and the output worker's eventfd.
 
 import { FrameType, FEATURE_LZ4, FEATURE_ZSTD, AbortFields, DataFields, FrameHeader, HelloFields,
-  dataPayloadMax, dataPayloadStart, parseAbort, parseData, parseHeader, parseHello } from "../wire";
+  dataPayloadStart, parseAbort, parseData, parseHeader, parseHello } from "../wire";
 import { ReceiverCore, RxPhase, Accept } from "../core/receiver";
 import { defaultTiming } from "../core/timing";
-import { abortOnAllLinks, openLinks, type Link } from "./links";
-import { Poller, POLLIN, POLLOUT, addressOf, adviseHugePages, createEventFd, drainEventFd } from "../../ffi/libc";
+import { abortOnAllLinks, openLinks, takeLinkErrors, type Link } from "./links";
+import { Poller, POLLIN, POLLOUT, adviseHugePages, createEventFd, drainEventFd } from "../../ffi/libc";
 import { OutputPipeline } from "../workers/output-pipeline";
 import { receiverDecodes } from "./codecs";
 import { L2Error, EXIT_TRANSFER, EXIT_SYSTEM } from "../errors";
@@ -29,7 +29,7 @@ const BUSY_EVERY_MS = 500;
 
 export async function runReceiver(opts: Options, interrupts: Interrupts): Promise<number> {
   const plan = memoryPlan(opts);
-  const links = openLinks(opts.devices, { rcvBuf: plan.rcvBuf, sndBuf: 1 << 20 });
+  const links = openLinks(opts.devices, { rxRing: plan.rxRing, sndBuf: 1 << 20 });
   const wakeFd = createEventFd();
   const ringBuffer = reserveRing(plan.ringSize, opts.bufferBytes > 0);
   const crcLog = createCrcLog();
@@ -68,7 +68,6 @@ function reserveRing(bytes: number, touch: boolean): SharedArrayBuffer {
 
 class ReceiverLoop {
   private readonly ring: Uint8Array;
-  private readonly ringPtr: number;
   private readonly core: ReceiverCore;
   private readonly poller: Poller;
   private readonly instance: number;
@@ -94,7 +93,6 @@ class ReceiverLoop {
     private readonly crcLog: CrcLogWriter,
   ) {
     this.ring = new Uint8Array(ringBuffer);
-    this.ringPtr = addressOf(this.ring);
     this.busySaidAt = new Float64Array(links.length).fill(-Infinity);
     this.delivery = new Delivery({
       ring: this.ring, ringSize, bufferBytes: opts.bufferBytes, startAtPct: opts.startAtPct, resumeAtPct: opts.resumeAtPct,
@@ -167,49 +165,9 @@ class ReceiverLoop {
     // Acks go out as soon as they are due, after each batch, not after the socket is drained.
     const afterBatch = () => this.transmitAcks(now);
     this.framesThisTurn = 0;
-    if (this.links.length === 1) {
-      this.framesThisTurn = this.receiveOneLink(this.links[0]!, now, afterBatch);
-      return;
-    }
     for (const l of this.links) {
       this.framesThisTurn += l.receive(16, (base, len) => this.onFrame(l, base, len, now), afterBatch);
     }
-  }
-
-  // With one link the frames come in stream order, so a batch can be received straight into
-  // the ring where its payloads belong, saving the copy out of the receive slots.
-  /** Stream offset the next DATA frame is expected at (-1: not known yet). */
-  private placeNext = -1;
-  /** Batches to receive the usual way after a batch that was not in order, and the next such pause. */
-  private placePause = 0;
-  private placeBackoff = 1;
-
-  private receiveOneLink(l: Link, now: number, afterBatch: () => void): number {
-    const sock = l.socket;
-    const stride = dataPayloadMax(l.device.mtu);
-    const span = sock.batch * stride;
-    const onFrame = (base: number, len: number, inPlace: boolean) => this.onFrame(l, base, len, now, inPlace);
-    let total = 0;
-    for (let b = 0; b < 16; b++) {
-      const from = this.placeNext;
-      const pos = from % this.ringSize;
-      let n: number;
-      if (this.placePause > 0) this.placePause--;
-      if (this.placePause === 0 && from >= 0 && from >= this.core.freshFrom() && from + span <= this.core.limit() && pos + span <= this.ringSize) {
-        n = l.receiveSplit(this.ring, this.ringPtr, pos, stride, from, onFrame);
-        if (n > 0 && !l.splitPlaced) {
-          this.placePause = this.placeBackoff;
-          this.placeBackoff = Math.min(64, this.placeBackoff * 2);
-        } else if (n > 0) this.placeBackoff = 1;
-      } else {
-        n = l.receive(1, (base, len) => onFrame(base, len, false));
-      }
-      if (n === 0) break;
-      total += n;
-      afterBatch();
-      if (n < sock.batch) break;
-    }
-    return total;
   }
 
   // Typed views of received frames, reused for every frame.
@@ -218,7 +176,7 @@ class ReceiverLoop {
   private readonly rxData = new DataFields();
   private readonly rxAbort = new AbortFields();
 
-  private onFrame(l: Link, base: number, len: number, now: number, inPlace = false): void {
+  private onFrame(l: Link, base: number, len: number, now: number): void {
     const sock = l.socket;
     const v = sock.rxView;
     const core = this.core;
@@ -275,10 +233,8 @@ class ReceiverLoop {
         const payload = this.rxData.payloadLen;
         const verdict = core.onData(d, now, wirePn, offset, payload);
         if (verdict === Accept.Store) {
-          // In place, the payload is at its offset already (it was fresh: storeFrom is offset).
-          if (!inPlace) this.store(sock.rx, dataPayloadStart(base) + (core.storeFrom - offset), core.storeFrom, offset + payload);
+          this.store(sock.rx, dataPayloadStart(base) + (core.storeFrom - offset), core.storeFrom, offset + payload);
           if (core.storeFrom === offset) this.crcLog.note(offset, payload, l.payloadCrc.value);
-          this.placeNext = offset + payload;
         }
         break;
       }
@@ -301,7 +257,7 @@ class ReceiverLoop {
     }
   }
 
-  /** Copies stream bytes [from, to) from a receive slot into the ring, wrapping at its end. */
+  /** Copies stream bytes [from, to) from the receive ring into the reassembly ring, wrapping at its end. */
   private store(src: Uint8Array, srcOffset: number, from: number, to: number): void {
     const pos = from % this.ringSize;
     const len = to - from;
@@ -358,8 +314,10 @@ class ReceiverLoop {
     p.set(n++, this.wakeFd, POLLIN);
     p.count = n;
     const timeout = sleepMs(this.core.nextTimeout(now), now);
+    if (p.wait(timeout) <= 0) return;
+    takeLinkErrors(this.links, p);
     // Read the eventfd only when poll saw it signalled: a read() per turn otherwise.
-    if (p.wait(timeout) > 0 && (p.revents(wake) & POLLIN) !== 0 && drainEventFd(this.wakeFd) > 0) this.outputSignalled = true;
+    if ((p.revents(wake) & POLLIN) !== 0 && drainEventFd(this.wakeFd) > 0) this.outputSignalled = true;
   }
 
   statistics(now: number) {

@@ -6,7 +6,7 @@ import { FrameType, FrameCrc, ETH_HEADER, MIN_MTU, AbortFields, AckFields, DoneF
   parseAbort, parseAck, parseDone, parseHeader, parseHelloAck } from "../wire";
 import { SenderCore, Phase, LinkState, type SenderLinkStats } from "../core/sender";
 import { defaultTiming } from "../core/timing";
-import { abortOnAllLinks, openLinks, type Link } from "./links";
+import { abortOnAllLinks, openLinks, takeLinkErrors, type Link } from "./links";
 import { Poller, POLLIN, POLLOUT, addressOf, createEventFd, drainEventFd, setPipeSize } from "../../ffi/libc";
 import { CompressPool } from "../workers/compress-pool";
 import { SenderCodecs } from "./codecs";
@@ -33,7 +33,7 @@ const TURN_FRAMES = 8;
 
 export async function runSender(opts: Options, interrupts: Interrupts): Promise<number> {
   const plan = memoryPlan(opts);
-  const links = openLinks(opts.devices, { rcvBuf: 4 << 20, sndBuf: plan.sndBuf });
+  const links = openLinks(opts.devices, { rxRing: plan.rxRing, sndBuf: plan.sndBuf });
   const wakeFd = createEventFd();
   let pool: CompressPool | null = null;
   // Loaded here before the pool's Workers load them (concurrent first dlopens can crash Bun).
@@ -407,8 +407,10 @@ class SenderLoop {
     // A link whose socket has room and which the core would give data: do not sleep at all.
     // Links whose socket is full wait for POLLOUT instead of being retried in a spin.
     const busy = this.links.some((l) => l.socket.txPending() === 0 && core.canSend(l.index));
+    if (p.wait(busy ? 0 : timeout) <= 0) return;
+    takeLinkErrors(this.links, p);
     // Read the eventfd only when poll saw it signalled: a read() per turn otherwise.
-    if (p.wait(busy ? 0 : timeout) > 0 && (p.revents(wake) & POLLIN) !== 0) drainEventFd(this.wakeFd);
+    if ((p.revents(wake) & POLLIN) !== 0) drainEventFd(this.wakeFd);
   }
 
   statistics(now: number) {

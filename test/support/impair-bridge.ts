@@ -18,7 +18,7 @@
 
 import { dlopen, type Pointer } from "bun:ffi";
 import { writeFileSync } from "node:fs";
-import { POLLIN, POLLOUT, Poller, addressOf } from "../../ffi/libc";
+import { POLLERR, POLLIN, POLLOUT, Poller, addressOf } from "../../ffi/libc";
 import { lookupDevice } from "../../src/shell/device";
 import { PacketSocket } from "../../src/shell/packet-socket";
 import { type DirectionConfig, type FrameHost, type ImpairCounters, Impairment, deriveSeed } from "./impair";
@@ -303,6 +303,7 @@ class Direction implements FrameHost {
       total += n;
       if (n < rx.batch) break;
     }
+    rx.rxRelease();
     this.rxFrames += total;
     return total;
   }
@@ -343,7 +344,7 @@ export async function runBridge(args: ParsedArgs): Promise<BridgeStats> {
   // VLAN tag room on top of the MTU; larger frames would be cut by the socket.
   const maxFrame = Math.max(devA.mtu, devB.mtu) + 18;
   // A deep receive buffer rides out JIT warm-up and scheduling hiccups on a shared 2-core box.
-  const sockOpts = { batch: args.batch, maxFrame, rcvBuf: 32 << 20, sndBuf: 8 << 20 };
+  const sockOpts = { batch: args.batch, maxFrame, rxRing: 32 << 20, sndBuf: 8 << 20 };
   const sa = PacketSocket.open(devA, sockOpts);
   const sb = PacketSocket.open(devB, sockOpts);
   const pool = new Pool(args.pool, maxFrame);
@@ -389,6 +390,9 @@ export async function runBridge(args: ParsedArgs): Promise<BridgeStats> {
           const t = performance.now();
           poller.wait(timeout);
           waited = performance.now() - t;
+          // A device that went down leaves an error that poll() reports until it is read.
+          if ((poller.revents(0) & POLLERR) !== 0) sa.takeError();
+          if ((poller.revents(1) & POLLERR) !== 0) sb.takeError();
         }
       }
       if (now >= nextYield) {
@@ -460,7 +464,7 @@ export interface ProbeSendArgs {
 export function runProbeSend(a: ProbeSendArgs): { sent: number; ms: number } {
   const dev = lookupDevice(a.dev);
   const size = Math.max(60, Math.min(a.size, dev.mtu + 14));
-  const sock = PacketSocket.open(dev, { batch: 32, maxFrame: dev.mtu + 14, rcvBuf: 0, sndBuf: 4 << 20 });
+  const sock = PacketSocket.open(dev, { batch: 32, maxFrame: dev.mtu + 14, rxRing: 0, sndBuf: 4 << 20 });
   const tail = new Uint8Array(Math.max(1024, size));
   for (let i = PROBE_HEAD; i < size; i++) tail[i] = probeByte(0, i);
   const tailAddr = addressOf(tail);
@@ -530,7 +534,7 @@ export interface ProbeResult {
 
 export function runProbeRecv(a: ProbeRecvArgs, onReady?: () => void): ProbeResult {
   const dev = lookupDevice(a.dev);
-  const sock = PacketSocket.open(dev, { batch: 64, maxFrame: dev.mtu + 18, rcvBuf: 16 << 20, sndBuf: 0 });
+  const sock = PacketSocket.open(dev, { batch: 64, maxFrame: dev.mtu + 18, rxRing: 16 << 20, sndBuf: 0 });
   const seen = new Uint8Array(a.count);
   const r: ProbeResult = {
     received: 0, distinct: 0, dups: 0, corrupt: 0, late: 0, lateDistance: 0, missing: 0,
@@ -580,7 +584,7 @@ export function runProbeRecv(a: ProbeRecvArgs, onReady?: () => void): ProbeResul
     if (r.distinct === a.count) break;
     const idle = r.received > 0 ? last + a.idleMs - now : start + a.maxMs - now;
     if (idle <= 0) break;
-    poller.wait(Math.min(50, Math.ceil(idle)));
+    if (poller.wait(Math.min(50, Math.ceil(idle))) > 0 && (poller.revents(0) & POLLERR) !== 0) sock.takeError();
   }
   r.kernelDrops = sock.kernelDrops();
   sock.close();
