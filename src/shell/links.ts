@@ -194,7 +194,7 @@ export class Link {
 }
 
 /** Looks up and opens every device; refuses ones that are missing, down or unfit. */
-export function openLinks(names: string[], opts: { rxRing: number; sndBuf: number }): Link[] {
+export function openLinks(names: string[], opts: { rxRing: number; rcvBuf: number; sndBuf: number }): Link[] {
   const devices = names.map((n) => lookupDevice(n));
   for (const d of devices) {
     if (d.mtu < MIN_MTU) throw usageError(`device ${d.name}: MTU ${d.mtu} is too small (at least ${MIN_MTU})`);
@@ -202,7 +202,7 @@ export function openLinks(names: string[], opts: { rxRing: number; sndBuf: numbe
   const links: Link[] = [];
   try {
     devices.forEach((d, i) => {
-      const socket = PacketSocket.open(d, { batch: BATCH, maxFrame: d.mtu + ETH_HEADER, rxRing: opts.rxRing, sndBuf: opts.sndBuf });
+      const socket = PacketSocket.open(d, { batch: BATCH, maxFrame: d.mtu + ETH_HEADER, rxRing: opts.rxRing, rcvBuf: opts.rcvBuf, sndBuf: opts.sndBuf });
       links.push(new Link(i, d, socket));
     });
   } catch (e) {

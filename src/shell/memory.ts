@@ -11,9 +11,12 @@ export interface MemoryPlan {
   /** Sender: each link's send buffer at start, and the most it may grow to with the link's rate. */
   sndBuf: number;
   sndBufMax: number;
-  /** Each link's receive ring (mapped, so part of RSS): the receiver's takes bursts of DATA while
-   * its loop is busy elsewhere, the sender's only ACKs and other control frames. */
+  /** Receiver: each link's receive ring (mapped, so part of RSS), which takes bursts of DATA
+   * while the loop is busy elsewhere. The sender has none (a ring costs a grace period to set
+   * up and one more to close, and saves nothing on a trickle of ACKs): its ACKs and control
+   * frames queue in the socket, rcvBuf bytes. */
   rxRing: number;
+  rcvBuf: number;
   /** Receiver: Workers that verify, decompress and write, in parallel and in turn. */
   outputWorkers: number;
 }
@@ -39,7 +42,8 @@ export function memoryPlan(opts: Options): MemoryPlan {
     poolSlots: Math.max(4, opts.compressors * (low ? 2 : 4)),
     sndBuf: low ? 256 << 10 : 512 << 10,
     sndBufMax: low ? 1 << 20 : 4 << 20,
-    rxRing: opts.mode === "send" ? 2 << 20 : low ? 4 << 20 : 8 << 20,
+    rxRing: opts.mode === "send" ? 0 : low ? 4 << 20 : 8 << 20,
+    rcvBuf: opts.mode === "send" ? 4 << 20 : 0,
     outputWorkers: low ? 1 : 2,
   };
 }

@@ -1,6 +1,7 @@
 // One AF_PACKET SOCK_RAW socket bound to one device and ethertype 0x88b5. Frames arrive in a
-// receive ring the kernel shares with us (PACKET_RX_RING, TPACKET_V2) and are read in place;
-// they leave by sendmmsg, batched and allocation-free. Frames include the Ethernet header: the
+// receive ring the kernel shares with us (PACKET_RX_RING, TPACKET_V2) and are read in place, or
+// (a socket that receives little) queue in the socket and are copied out by recvmmsg; they leave
+// by sendmmsg. All of it batched and allocation-free. Frames include the Ethernet header: the
 // caller writes destination MAC, source MAC and ethertype into each header slot.
 
 import { close as fsClose } from "node:fs";
@@ -8,7 +9,8 @@ import { read, toArrayBuffer, type Pointer } from "bun:ffi";
 import {
   AF_PACKET, EAFNOSUPPORT, EACCES, EAGAIN, EINTR, ENETDOWN, ENOBUFS, ENOPROTOOPT, EPERM, IOVEC, MAP_SHARED, MMSGHDR,
   MSGHDR, MSG_DONTWAIT, PACKET_IGNORE_OUTGOING, PACKET_RX_RING, PACKET_STATISTICS, PACKET_VERSION, PROT_READ,
-  PROT_WRITE, SOCKADDR_LL, SOCK_CLOEXEC, SOCK_RAW, SOL_PACKET, SOL_SOCKET, SO_ERROR, SO_SNDBUF, SO_SNDBUFFORCE,
+  PROT_WRITE, SOCKADDR_LL, SOCK_CLOEXEC, SOCK_RAW, SOL_PACKET, SOL_SOCKET, SO_ERROR, SO_RCVBUF, SO_RCVBUFFORCE,
+  SO_SNDBUF, SO_SNDBUFFORCE,
   TPACKET2_HDR, TPACKET2_MAC_MAX, TPACKET_REQ, TPACKET_STATS, TPACKET_V2, TP_STATUS_KERNEL, TP_STATUS_USER,
   addressOf, asPtr, describeErrno, errno, libc, type LibcSymbols,
 } from "../../ffi/libc";
@@ -25,14 +27,24 @@ const REFUSED_DROP_MS = 20;
 /** Receive ring blocks hold at least this many frames: a block is one allocation of 2^k pages,
  * so with several frames to a block little of it is left over. */
 const RX_FRAMES_PER_BLOCK_MIN = 8;
+// Without a ring, receive slots start 64 bytes past a page boundary: page-aligned destinations
+// made the kernel's copy markedly slower and the receiver dropped frames (platform notes).
+const RX_SLOT_SKEW = 64;
 
 export interface PacketSocketOptions {
   /** frames per sendmmsg call, and at most per recv() */
   batch: number;
   /** largest frame received, Ethernet header included (MTU + 14) */
   maxFrame: number;
-  /** bytes of the receive ring: what arrives while this side is busy elsewhere must fit */
+  /**
+   * Bytes of the receive ring, read in place: what arrives while this side is busy elsewhere
+   * must fit. 0 for none: frames then queue in the socket (rcvBuf bytes, forced past
+   * net.core.rmem_max when CAP_NET_ADMIN allows) and recv() copies them out with recvmmsg. A
+   * ring costs a grace period (~10 ms) to set up and one more to close: worth it for a stream
+   * of DATA, not for a trickle of ACKs.
+   */
   rxRing: number;
+  rcvBuf?: number;
   /** send buffer in bytes (forced past net.core.wmem_max when CAP_NET_ADMIN allows) */
   sndBuf: number;
 }
@@ -66,7 +78,11 @@ export class PacketSocket {
   private readonly errnoAddr: number;
   private closed = false;
 
-  // receive side: the ring's mapping, each slot's offset in it, the slot tp_status words as int32s
+  // receive side: the ring's mapping (or the slots recvmmsg fills), each slot's offset in it,
+  // the slot tp_status words as int32s
+  private readonly rxInRing: boolean;
+  private readonly rxMsgsU32: Uint32Array;
+  private readonly rxMsgsPtr: number;
   private readonly rxRingPtr: number;
   private readonly rxRingBytes: number;
   private readonly rxSlotOffset: Int32Array;
@@ -164,7 +180,10 @@ export class PacketSocket {
       }
       this.sndBufActual = this.getInt(SOL_SOCKET, SO_SNDBUF);
       // The ring is in place before bind(), so no frame ever waits in the socket queue instead.
-      ring = this.setUpRxRing(opts.rxRing);
+      if (opts.rxRing > 0) ring = this.setUpRxRing(opts.rxRing);
+      else if ((opts.rcvBuf ?? 0) > 0 && !this.setInt(SOL_SOCKET, SO_RCVBUFFORCE, opts.rcvBuf!)) {
+        this.setInt(SOL_SOCKET, SO_RCVBUF, opts.rcvBuf!);
+      }
 
       const sv = this.scratchView;
       this.scratch.fill(0, 0, SOCKADDR_LL.size);
@@ -182,17 +201,44 @@ export class PacketSocket {
     // The PACKET_STATISTICS counters are reset by reading them: start from zero.
     this.readStats();
 
-    // ---- receive ring
-    this.rxRingPtr = ring.ptr;
-    this.rxRingBytes = ring.bytes;
-    const ringBuf = toArrayBuffer(asPtr(ring.ptr), 0, ring.bytes);
-    this.rx = new Uint8Array(ringBuf);
-    this.rxView = new DataView(ringBuf);
-    this.rxStatus = new Int32Array(ringBuf);
-    this.rxSlots = ring.frameNr;
-    this.rxSlotOffset = new Int32Array(ring.frameNr);
-    for (let k = 0; k < ring.frameNr; k++) {
-      this.rxSlotOffset[k] = Math.floor(k / ring.framesPerBlock) * ring.blockSize + (k % ring.framesPerBlock) * ring.frameSize;
+    // ---- receive ring, or slots for recvmmsg
+    this.rxInRing = ring !== null;
+    if (ring !== null) {
+      this.rxRingPtr = ring.ptr;
+      this.rxRingBytes = ring.bytes;
+      const ringBuf = toArrayBuffer(asPtr(ring.ptr), 0, ring.bytes);
+      this.rx = new Uint8Array(ringBuf);
+      this.rxSlots = ring.frameNr;
+      this.rxSlotOffset = new Int32Array(ring.frameNr);
+      for (let k = 0; k < ring.frameNr; k++) {
+        this.rxSlotOffset[k] = Math.floor(k / ring.framesPerBlock) * ring.blockSize + (k % ring.framesPerBlock) * ring.frameSize;
+      }
+    } else {
+      this.rxRingPtr = 0;
+      this.rxRingBytes = 0;
+      const stride = Math.ceil((maxFrame + RX_SLOT_SKEW) / PAGE) * PAGE;
+      this.rx = new Uint8Array(stride * batch + PAGE);
+      const rxPtr = addressOf(this.rx);
+      const first = (((RX_SLOT_SKEW - (rxPtr % PAGE)) % PAGE) + PAGE) % PAGE;
+      this.rxSlots = batch;
+      this.rxSlotOffset = new Int32Array(batch);
+      for (let k = 0; k < batch; k++) this.rxSlotOffset[k] = first + k * stride;
+    }
+    this.rxView = new DataView(this.rx.buffer);
+    this.rxStatus = new Int32Array(this.rx.buffer, 0, this.rx.byteLength >>> 2);
+    const msgs = new Uint8Array(Math.max(1024, batch * (MMSGHDR.size + IOVEC.size)));
+    this.rxMsgsU32 = new Uint32Array(msgs.buffer);
+    this.rxMsgsPtr = addressOf(msgs);
+    if (ring === null) {
+      const rxPtr = addressOf(this.rx);
+      for (let i = 0; i < batch; i++) {
+        const m = i * MMSGHDR.size;
+        const v = batch * MMSGHDR.size + i * IOVEC.size;
+        this.put64(this.rxMsgsU32, m + MSGHDR.iov, this.rxMsgsPtr + v);
+        this.put64(this.rxMsgsU32, m + MSGHDR.iovlen, 1);
+        this.put64(this.rxMsgsU32, v + IOVEC.base, rxPtr + this.rxSlotOffset[i]!);
+        this.put64(this.rxMsgsU32, v + IOVEC.len, maxFrame);
+      }
     }
     this.rxFrameOffset = new Int32Array(batch);
     this.rxFrameLength = new Int32Array(batch);
@@ -224,9 +270,11 @@ export class PacketSocket {
    * The frames the kernel has put in the ring since the last call, up to `batch`, in the order
    * they arrived (0 if none); the frames of the previous call go back to the kernel first. No
    * system call: the kernel marks each filled slot, and poll() on the socket wakes on the next.
-   * A hard error (the device went down) shows as POLLERR; takeError() reads and clears it.
+   * (Without a ring: one recvmmsg into the slots.) A hard error (the device went down) shows as
+   * POLLERR; takeError() reads and clears it.
    */
   recv(): number {
+    if (!this.rxInRing) return this.recvFromQueue();
     this.rxRelease();
     const status = this.rxStatus;
     const v = this.rxView;
@@ -246,6 +294,16 @@ export class PacketSocket {
     }
     this.rxHeld = n;
     return n;
+  }
+
+  private recvFromQueue(): number {
+    const n = this.l.recvmmsg(this.fd, this.rxMsgsPtr as Pointer, this.batch, MSG_DONTWAIT, null);
+    for (let i = 0; i < n; i++) {
+      const len = this.rxMsgsU32[(i * MMSGHDR.size + MMSGHDR.len) >>> 2]!;
+      this.rxFrameOffset[i] = this.rxSlotOffset[i]!;
+      this.rxFrameLength[i] = len < this.maxFrame ? len : this.maxFrame;
+    }
+    return n > 0 ? n : 0;
   }
 
   /** Hands the frames of the last recv() back to the kernel (done by the next recv() anyway).
@@ -431,7 +489,7 @@ export class PacketSocket {
   // The ring's views stay, over memory no longer mapped: nothing reads them after close.
   private unmapRing(): void {
     this.rxHeld = 0;
-    this.l.munmap(asPtr(this.rxRingPtr), this.rxRingBytes);
+    if (this.rxInRing) this.l.munmap(asPtr(this.rxRingPtr), this.rxRingBytes);
   }
 
   // ------------------------------------------------------------------ internals

@@ -29,7 +29,7 @@ const BUSY_EVERY_MS = 500;
 
 export async function runReceiver(opts: Options, interrupts: Interrupts): Promise<number> {
   const plan = memoryPlan(opts);
-  const links = openLinks(opts.devices, { rxRing: plan.rxRing, sndBuf: 1 << 20 });
+  const links = openLinks(opts.devices, { rxRing: plan.rxRing, rcvBuf: plan.rcvBuf, sndBuf: 1 << 20 });
   const wakeFd = createEventFd();
   const ringBuffer = reserveRing(plan.ringSize, opts.bufferBytes > 0);
   const crcLog = createCrcLog();

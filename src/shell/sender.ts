@@ -33,7 +33,7 @@ const TURN_FRAMES = 8;
 
 export async function runSender(opts: Options, interrupts: Interrupts): Promise<number> {
   const plan = memoryPlan(opts);
-  const links = openLinks(opts.devices, { rxRing: plan.rxRing, sndBuf: plan.sndBuf });
+  const links = openLinks(opts.devices, { rxRing: plan.rxRing, rcvBuf: plan.rcvBuf, sndBuf: plan.sndBuf });
   const wakeFd = createEventFd();
   let pool: CompressPool | null = null;
   // Loaded here before the pool's Workers load them (concurrent first dlopens can crash Bun).
