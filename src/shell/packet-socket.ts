@@ -64,11 +64,11 @@ export class PacketSocket {
   readonly batch: number;
   readonly maxFrame: number;
 
-  /** The receive ring; frame i of the last recv() occupies rx[rxOffset(i) ..
-   * rxOffset(i) + rxLength(i)), valid until the next recv() or rxRelease(). */
+  /** The receive ring (or the slots recvmmsg fills); frame i of the last recv() occupies
+   * rx[rxOffset(i) .. rxOffset(i) + rxLength(i)), valid until the next recv() or rxRelease(). */
   readonly rx: Uint8Array;
   readonly rxView: DataView;
-  /** Frame slots in the receive ring. */
+  /** Frame slots in rx: the ring's, or `batch` without one. */
   readonly rxSlots: number;
   /** All transmit header slots, TX_HEADER_SLOT bytes each. */
   readonly txHeaders: Uint8Array;
