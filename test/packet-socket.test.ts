@@ -78,6 +78,28 @@ function queueSmall(s: PacketSocket, dst: Device, src: Device, seq: number, len 
   s.txCommit(len, 0, 0);
 }
 
+const FILL = new Uint8Array(2048);
+
+/** A sender on link 0 of A and a receiver on link 0 of B with a receive ring of rxRing bytes
+ * (1514-byte frames take 1584-byte slots, 10 to a 16 KiB block). */
+function ringPair(batch: number, rxRing: number) {
+  const dA = dev(topo.nsA, topo.devsA[0]!);
+  const dB = dev(topo.nsB, topo.devsB[0]!);
+  return { dA, dB, sA: open(topo.nsA, dA, 64, 1514), sB: open(topo.nsB, dB, batch, 1514, 16 << 20, rxRing) };
+}
+
+/** Sends 1514-byte frames carrying seq from..from+count-1 at byte 14, then lets them land. */
+async function sendFullFrames(s: PacketSocket, dst: Device, src: Device, from: number, count: number): Promise<void> {
+  for (let k = from; k < from + count; k++) {
+    if (s.txSlot() < 0) s.flush();
+    const o = ethHeader(s, s.txSlot(), dst, src);
+    s.txView.setUint32(o + 14, k);
+    s.txCommit(18, addressOf(FILL), 1514 - 18);
+  }
+  while (s.txPending() > 0) s.flush();
+  await Bun.sleep(50);
+}
+
 async function drainUntil(s: PacketSocket, want: number, onFrame: (off: number, len: number) => void): Promise<number> {
   let got = 0;
   const deadline = Date.now() + 3000;
@@ -263,25 +285,11 @@ describe("packet socket", () => {
   });
 
   test("the receive ring: frames stay in place until handed back, a full ring drops and counts, slots are reused", async () => {
-    const dA = dev(topo.nsA, topo.devsA[0]!);
-    const dB = dev(topo.nsB, topo.devsB[0]!);
-    const sA = open(topo.nsA, dA, 64, 1514);
-    // 1514-byte frames take 1584-byte slots, 10 to a 16 KiB block: 4 blocks, 40 slots.
-    const sB = open(topo.nsB, dB, 8, 1514, 16 << 20, 64 << 10);
-    expect(sB.rxSlots).toBe(40);
+    const { dA, dB, sA, sB } = ringPair(8, 64 << 10);
+    expect(sB.rxSlots).toBe(40); // 4 blocks
     const poller = new Poller(1);
     poller.set(0, sB.fd, POLLIN);
-    const fill = new Uint8Array(2048);
-    const sendSeqs = async (from: number, count: number) => {
-      for (let k = from; k < from + count; k++) {
-        if (sA.txSlot() < 0) sA.flush();
-        const o = ethHeader(sA, sA.txSlot(), dB, dA);
-        sA.txView.setUint32(o + 14, k);
-        sA.txCommit(18, addressOf(fill), 1514 - 18);
-      }
-      while (sA.txPending() > 0) sA.flush();
-      await Bun.sleep(50);
-    };
+    const sendSeqs = (from: number, count: number) => sendFullFrames(sA, dB, dA, from, count);
 
     await sendSeqs(0, 60); // nobody reads: the ring takes 40, the kernel drops 20
     const seqs: number[] = [];
@@ -321,6 +329,21 @@ describe("packet socket", () => {
     expect(poller.wait(0)).toBe(1);
     sB.rxRelease();
     expect(poller.wait(0)).toBe(0);
+  });
+
+  test("a ring holds at least a batch of frames; one the host refuses is a system error naming the device", async () => {
+    // 16 KiB would be one block of 10 slots: raised to 7 blocks, so a batch never wraps the ring.
+    const { dA, dB, sA, sB } = ringPair(64, 16 << 10);
+    expect(sB.rxSlots).toBe(70);
+    await sendFullFrames(sA, dB, dA, 0, 64);
+    expect(sB.recv()).toBe(64);
+    const seqs = Array.from({ length: 64 }, (_, i) => sB.rxView.getUint32(sB.rxOffset(i) + 14));
+    expect(seqs).toEqual(Array.from({ length: 64 }, (_, k) => k));
+    expect(sB.recv()).toBe(0);
+
+    // 8 TiB: more frames than the kernel counts (EINVAL before it allocates anything).
+    expectL2Error(() => open(topo.nsB, dB, 64, 1514, 16 << 20, 2 ** 43), EXIT_SYSTEM,
+      `device ${dB.name}: cannot set up a receive ring of ${2 ** 43} bytes: EINVAL (Invalid argument)`);
   });
 
   test("without a ring, frames queue in the socket and recv() copies a batch out", async () => {

@@ -68,6 +68,7 @@ export class Link {
         else onFrame(base, len);
       }
       afterBatch?.();
+      if (n < sock.batch) break;
     }
     sock.rxRelease();
     return total;

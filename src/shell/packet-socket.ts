@@ -274,6 +274,7 @@ export class PacketSocket {
    * POLLERR; takeError() reads and clears it.
    */
   recv(): number {
+    if (this.closed) return 0;
     if (!this.rxInRing) return this.recvFromQueue();
     this.rxRelease();
     const status = this.rxStatus;
@@ -309,6 +310,7 @@ export class PacketSocket {
   /** Hands the frames of the last recv() back to the kernel (done by the next recv() anyway).
    * A caller that stops receiving for now calls it: held slots keep poll() reporting POLLIN. */
   rxRelease(): void {
+    if (this.closed) return;
     const status = this.rxStatus;
     const slots = this.rxSlots;
     let k = this.rxCursor;
@@ -526,20 +528,22 @@ export class PacketSocket {
     let blockSize = PAGE;
     while (blockSize < RX_FRAMES_PER_BLOCK_MIN * frameSize) blockSize *= 2;
     const framesPerBlock = Math.floor(blockSize / frameSize);
-    const blockNr = Math.max(1, Math.ceil(bytes / blockSize));
+    // At least a batch of slots: recv() never takes more than the ring holds.
+    const blockNr = Math.max(Math.ceil(this.batch / framesPerBlock), Math.ceil(bytes / blockSize));
     const frameNr = framesPerBlock * blockNr;
-    if (!this.setInt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)) throw this.deviceError("cannot set TPACKET_V2", errno());
+    // The host's refusals (no memory for the ring, an old kernel) exit as such (EXIT_SYSTEM).
+    if (!this.setInt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)) throw this.deviceError("cannot set TPACKET_V2", errno(), true);
     const sv = this.scratchView;
     sv.setUint32(64 + TPACKET_REQ.blockSize, blockSize, true);
     sv.setUint32(64 + TPACKET_REQ.blockNr, blockNr, true);
     sv.setUint32(64 + TPACKET_REQ.frameSize, frameSize, true);
     sv.setUint32(64 + TPACKET_REQ.frameNr, frameNr, true);
     if (this.l.setsockopt(this.fd, SOL_PACKET, PACKET_RX_RING, asPtr(this.scratchPtr + 64), TPACKET_REQ.size) !== 0) {
-      throw this.deviceError(`cannot set up a receive ring of ${blockNr * blockSize} bytes`, errno());
+      throw this.deviceError(`cannot set up a receive ring of ${blockNr * blockSize} bytes`, errno(), true);
     }
     const total = blockNr * blockSize;
     const p = this.l.mmap(null, total, PROT_READ | PROT_WRITE, MAP_SHARED, this.fd, 0);
-    if (typeof p !== "number") throw this.deviceError(`cannot map its receive ring of ${total} bytes`, errno());
+    if (typeof p !== "number") throw this.deviceError(`cannot map its receive ring of ${total} bytes`, errno(), true);
     return { ptr: p, bytes: total, blockSize, framesPerBlock, frameSize, frameNr };
   }
 
@@ -562,7 +566,8 @@ export class PacketSocket {
     return this.scratchView.getInt32(32, true);
   }
 
-  private deviceError(what: string, e: number): L2Error {
-    return new L2Error(`device ${this.dev.name}: ${what}: ${describeErrno(e)}`);
+  private deviceError(what: string, e: number, hostRefused = false): L2Error {
+    const message = `device ${this.dev.name}: ${what}: ${describeErrno(e)}`;
+    return hostRefused ? systemError(message) : new L2Error(message);
   }
 }
