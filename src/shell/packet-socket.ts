@@ -203,11 +203,13 @@ export class PacketSocket {
 
     // ---- receive ring, or slots for recvmmsg
     this.rxInRing = ring !== null;
+    const msgs = new Uint8Array(Math.max(1024, batch * (MMSGHDR.size + IOVEC.size)));
+    this.rxMsgsU32 = new Uint32Array(msgs.buffer);
+    this.rxMsgsPtr = addressOf(msgs);
     if (ring !== null) {
       this.rxRingPtr = ring.ptr;
       this.rxRingBytes = ring.bytes;
-      const ringBuf = toArrayBuffer(asPtr(ring.ptr), 0, ring.bytes);
-      this.rx = new Uint8Array(ringBuf);
+      this.rx = new Uint8Array(toArrayBuffer(asPtr(ring.ptr), 0, ring.bytes));
       this.rxSlots = ring.frameNr;
       this.rxSlotOffset = new Int32Array(ring.frameNr);
       for (let k = 0; k < ring.frameNr; k++) {
@@ -222,16 +224,8 @@ export class PacketSocket {
       const first = (((RX_SLOT_SKEW - (rxPtr % PAGE)) % PAGE) + PAGE) % PAGE;
       this.rxSlots = batch;
       this.rxSlotOffset = new Int32Array(batch);
-      for (let k = 0; k < batch; k++) this.rxSlotOffset[k] = first + k * stride;
-    }
-    this.rxView = new DataView(this.rx.buffer);
-    this.rxStatus = new Int32Array(this.rx.buffer, 0, this.rx.byteLength >>> 2);
-    const msgs = new Uint8Array(Math.max(1024, batch * (MMSGHDR.size + IOVEC.size)));
-    this.rxMsgsU32 = new Uint32Array(msgs.buffer);
-    this.rxMsgsPtr = addressOf(msgs);
-    if (ring === null) {
-      const rxPtr = addressOf(this.rx);
       for (let i = 0; i < batch; i++) {
+        this.rxSlotOffset[i] = first + i * stride;
         const m = i * MMSGHDR.size;
         const v = batch * MMSGHDR.size + i * IOVEC.size;
         this.put64(this.rxMsgsU32, m + MSGHDR.iov, this.rxMsgsPtr + v);
@@ -240,6 +234,8 @@ export class PacketSocket {
         this.put64(this.rxMsgsU32, v + IOVEC.len, maxFrame);
       }
     }
+    this.rxView = new DataView(this.rx.buffer);
+    this.rxStatus = new Int32Array(this.rx.buffer, 0, this.rx.byteLength >>> 2);
     this.rxFrameOffset = new Int32Array(batch);
     this.rxFrameLength = new Int32Array(batch);
 
